@@ -1,0 +1,210 @@
+"""Which models the zoo holds.
+
+A row of the zoo is keyed by (library, arch, weights, img_size):
+- library: "torchvision" or "timm";
+- arch: the builder name (``resnet50``, ``vit_base_patch16_224``);
+- weights: the torchvision weight name (``IMAGENET1K_V2``) or the timm pretrained tag (``a1_in1k``);
+- img_size: the square input side the published weights were evaluated at (their crop size).
+
+The default zoo is every torchvision classification weight plus the curated timm tags below.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+KEY = ["library", "arch", "weights", "img_size"]
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    library: str
+    arch: str
+    weights: str
+    img_size: int
+
+    @property
+    def family(self) -> str:
+        return family_of(self.arch)
+
+    @property
+    def name(self) -> str:
+        """``arch.weights``: one string that names the row (timm's own spelling for its tags)."""
+        return f"{self.arch}.{self.weights}"
+
+    @property
+    def key(self) -> tuple:
+        return (self.library, self.arch, self.weights, self.img_size)
+
+
+# The survey's networks first (AlexNet, GoogLeNet come from torchvision), then the families people
+# compare today; the best-known tags of each, at the tag's own image size.
+TIMM_TAGS = [
+    # survey networks
+    "vgg16.tv_in1k", "vgg19.tv_in1k", "vgg16_bn.tv_in1k", "vgg19_bn.tv_in1k",
+    "inception_v3.tv_in1k", "inception_v3.tf_in1k", "inception_v4.tf_in1k",
+    "inception_resnet_v2.tf_in1k",
+    "resnet18.a1_in1k", "resnet34.a1_in1k", "resnet50.a1_in1k", "resnet50.tv_in1k",
+    "resnet101.a1h_in1k", "resnet152.a1h_in1k", "resnet50d.ra2_in1k",
+    # MobileNet v1-v4 and relatives
+    "mobilenetv1_100.ra4_e3600_r224_in1k", "mobilenetv2_100.ra_in1k", "mobilenetv2_140.ra_in1k",
+    "mobilenetv3_small_100.lamb_in1k", "mobilenetv3_large_100.ra_in1k",
+    "mobilenetv4_conv_small.e2400_r224_in1k", "mobilenetv4_conv_medium.e500_r256_in1k",
+    "mobilenetv4_conv_large.e600_r384_in1k", "mobilenetv4_hybrid_medium.ix_e550_r256_in1k",
+    "mobilenetv4_hybrid_large.e600_r384_in1k", "mnasnet_100.rmsp_in1k",
+    "ghostnet_100.in1k", "ghostnetv2_100.in1k",
+    # EfficientNet and EfficientNetV2
+    "efficientnet_b0.ra_in1k", "efficientnet_b1.ft_in1k", "efficientnet_b2.ra_in1k",
+    "efficientnet_b3.ra2_in1k", "efficientnet_b4.ra2_in1k", "tf_efficientnet_b5.ra_in1k",
+    "tf_efficientnet_b7.ra_in1k", "efficientnetv2_rw_s.ra2_in1k", "tf_efficientnetv2_s.in1k",
+    "tf_efficientnetv2_m.in1k", "tf_efficientnetv2_l.in1k",
+    # RegNet
+    "regnetx_002.pycls_in1k", "regnetx_016.tv2_in1k", "regnety_004.tv2_in1k",
+    "regnety_016.tv2_in1k", "regnety_032.ra_in1k", "regnety_040.ra3_in1k", "regnety_080.ra3_in1k",
+    "regnety_160.deit_in1k", "regnetz_040.ra3_in1k",
+    # ResNeXt, DenseNet, RepVGG
+    "resnext50_32x4d.a1h_in1k", "resnext101_32x8d.fb_wsl_ig1b_ft_in1k", "resnext101_64x4d.c1_in1k",
+    "densenet121.ra_in1k", "densenet161.tv_in1k", "densenet169.tv_in1k", "densenet201.tv_in1k",
+    "repvgg_a2.rvgg_in1k", "repvgg_b1.rvgg_in1k",
+    # ConvNeXt
+    "convnext_atto.d2_in1k", "convnext_nano.d1h_in1k", "convnext_tiny.fb_in1k",
+    "convnext_small.fb_in1k", "convnext_base.fb_in1k", "convnext_large.fb_in1k",
+    "convnextv2_tiny.fcmae_ft_in1k", "convnextv2_base.fcmae_ft_in1k",
+    # ViT, DeiT, CaiT, BEiT, MLP-Mixer
+    "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k",
+    "vit_base_patch16_224.augreg2_in21k_ft_in1k", "vit_base_patch16_384.augreg_in21k_ft_in1k",
+    "vit_base_patch32_224.augreg_in21k_ft_in1k", "vit_large_patch16_224.augreg_in21k_ft_in1k",
+    "deit_tiny_patch16_224.fb_in1k", "deit_small_patch16_224.fb_in1k", "deit_base_patch16_224.fb_in1k",
+    "deit3_small_patch16_224.fb_in1k", "deit3_base_patch16_224.fb_in1k",
+    "cait_s24_224.fb_dist_in1k", "beit_base_patch16_224.in22k_ft_in22k_in1k",
+    "mixer_b16_224.goog_in21k_ft_in1k",
+    # Swin, MaxViT, CoAtNet
+    "swin_tiny_patch4_window7_224.ms_in1k", "swin_small_patch4_window7_224.ms_in1k",
+    "swin_base_patch4_window7_224.ms_in1k", "swin_large_patch4_window7_224.ms_in22k_ft_in1k",
+    "maxvit_nano_rw_256.sw_in1k", "maxvit_tiny_tf_224.in1k", "maxvit_small_tf_224.in1k",
+    "maxvit_base_tf_224.in1k", "coatnet_0_rw_224.sw_in1k",
+    # efficient hybrids: EfficientViT, LeViT, MobileViT, FastViT, EdgeNeXt, PoolFormer family
+    "efficientvit_b0.r224_in1k", "efficientvit_b1.r224_in1k", "efficientvit_b2.r224_in1k",
+    "efficientvit_b3.r224_in1k", "efficientvit_m0.r224_in1k", "efficientvit_m5.r224_in1k",
+    "efficientvit_l1.r224_in1k",
+    "levit_128s.fb_dist_in1k", "levit_128.fb_dist_in1k", "levit_256.fb_dist_in1k",
+    "levit_384.fb_dist_in1k",
+    "mobilevit_s.cvnets_in1k", "mobilevitv2_100.cvnets_in1k", "fastvit_t8.apple_in1k",
+    "fastvit_sa24.apple_in1k", "edgenext_small.usi_in1k", "caformer_s18.sail_in1k",
+    "poolformer_s12.sail_in1k",
+]
+
+# Named sets for the command line. "survey" is the 2016 survey's networks; "bench" the fixed set the
+# speed benchmark counts.
+SETS = {
+    "survey": [
+        "torchvision:alexnet", "torchvision:vgg16", "torchvision:vgg19", "torchvision:googlenet",
+        "torchvision:inception_v3", "timm:inception_v4", "torchvision:resnet18",
+        "torchvision:resnet34", "torchvision:resnet50", "torchvision:resnet101",
+        "torchvision:resnet152", "torchvision:vgg16_bn", "torchvision:vgg19_bn",
+        "torchvision:densenet121",
+    ],
+    "bench": [
+        "torchvision:vgg16.IMAGENET1K_V1", "torchvision:resnet50.IMAGENET1K_V1",
+        "torchvision:mobilenet_v2.IMAGENET1K_V1", "torchvision:vit_b_16.IMAGENET1K_V1",
+        "torchvision:convnext_tiny.IMAGENET1K_V1",
+    ],
+}
+
+# First match wins: more specific patterns before general ones.
+FAMILIES = [
+    (r"^alexnet", "AlexNet"), (r"^vgg", "VGG"), (r"^googlenet", "GoogLeNet"),
+    (r"^inception_resnet", "Inception-ResNet"), (r"^inception", "Inception"),
+    (r"^(resnext|bat_resnext)", "ResNeXt"), (r"^wide_resnet", "Wide ResNet"),
+    (r"^(resnet|resnetv2)", "ResNet"), (r"^regnet", "RegNet"), (r"^densenet", "DenseNet"),
+    (r"^repvgg", "RepVGG"), (r"^squeezenet", "SqueezeNet"), (r"^shufflenet", "ShuffleNet"),
+    (r"^mnasnet", "MnasNet"), (r"^ghostnet", "GhostNet"),
+    (r"^mobilenet_?v1", "MobileNetV1"), (r"^mobilenet_?v2", "MobileNetV2"),
+    (r"^mobilenet_?v3", "MobileNetV3"), (r"^mobilenetv4", "MobileNetV4"),
+    (r"^mobilevit", "MobileViT"),
+    (r"^(tf_)?efficientnet_?v2", "EfficientNetV2"), (r"^(tf_)?efficientnet", "EfficientNet"),
+    (r"^efficientvit", "EfficientViT"), (r"^convnext", "ConvNeXt"),
+    (r"^(vit|deit|cait|beit)", "ViT"), (r"^mixer", "MLP-Mixer"),
+    (r"^swin", "Swin"), (r"^(maxvit|coatnet)", "MaxViT/CoAtNet"), (r"^levit", "LeViT"),
+    (r"^fastvit", "FastViT"), (r"^edgenext", "EdgeNeXt"), (r"^(poolformer|caformer)", "MetaFormer"),
+]
+
+
+def family_of(arch: str) -> str:
+    for pattern, family in FAMILIES:
+        if re.match(pattern, arch):
+            return family
+    return "other"
+
+
+def torchvision_entries() -> list[Entry]:
+    """Every torchvision classification weight, at the weight's own crop size."""
+    import torchvision
+    from torchvision.models import get_model_weights, list_models
+
+    out = []
+    for arch in list_models(module=torchvision.models):
+        for w in get_model_weights(arch):
+            out.append(Entry("torchvision", arch, w.name, int(w.transforms().crop_size[0])))
+    return out
+
+
+def timm_entries(tags=TIMM_TAGS) -> list[Entry]:
+    """The curated timm tags, each at its pretrained config's input size."""
+    import timm
+
+    out = []
+    for name in tags:
+        arch, tag = name.split(".", 1)
+        cfg = timm.models.get_pretrained_cfg(name)
+        if cfg is None:
+            raise KeyError(f"timm has no pretrained tag {name!r}")
+        out.append(Entry("timm", arch, tag, int(cfg.input_size[-1])))
+    return out
+
+
+@lru_cache(maxsize=1)
+def default_zoo() -> tuple[Entry, ...]:
+    return tuple(torchvision_entries() + timm_entries())
+
+
+class UnknownModel(LookupError):
+    """A selector matched nothing; the message suggests close names."""
+
+
+def _matches(entry: Entry, pattern: str) -> bool:
+    library, _, pat = pattern.rpartition(":")
+    if library and library != entry.library:
+        return False
+    names = (entry.arch, entry.name, f"{entry.name}@{entry.img_size}")
+    return any(fnmatch.fnmatchcase(n, pat) for n in names)
+
+
+def select(selectors, zoo=None) -> list[Entry]:
+    """Entries matching any selector: a named set, an arch, ``arch.weights``, a glob, ``library:...``.
+
+    Raises UnknownModel for a selector that matches nothing.
+    """
+    zoo = list(default_zoo() if zoo is None else zoo)
+    chosen: dict[tuple, Entry] = {}
+    for sel in selectors:
+        if sel in ("default", "all"):
+            hits = zoo
+        elif sel in ("torchvision", "timm"):
+            hits = [e for e in zoo if e.library == sel]
+        elif sel in SETS:
+            hits = [e for e in zoo if any(_matches(e, p) for p in SETS[sel])]
+        else:
+            hits = [e for e in zoo if _matches(e, sel)]
+        if not hits:
+            names = sorted({e.arch for e in zoo} | set(SETS) | {"default", "torchvision", "timm"})
+            close = difflib.get_close_matches(sel.rpartition(":")[2], names, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else "; see 'zoo list'"
+            raise UnknownModel(f"unknown model or set {sel!r}{hint}")
+        for e in hits:
+            chosen.setdefault(e.key, e)
+    return sorted(chosen.values())

@@ -1,0 +1,45 @@
+"""The ``zoo`` command: ``zoo list``, ``zoo count``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from zoo.catalogue import UnknownModel, select
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="zoo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ls = sub.add_parser("list", help="list the models a selection names")
+    ls.add_argument("models", nargs="*", default=["default"],
+                    help="names, globs ('resnet*'), library:name, or a set (default, survey, "
+                         "bench, torchvision, timm)")
+
+    count = sub.add_parser("count", help="count params, MACs and training FLOPs into data/")
+    count.add_argument("models", nargs="*", default=["default"], help="as for 'zoo list'")
+    count.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
+    count.add_argument("--timm-results", default=None,
+                       help="path or URL of timm's results-imagenet.csv")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        entries = select(args.models)
+    except UnknownModel as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "list":
+        for e in entries:
+            print(f"{e.library:12} {e.name:55} {e.img_size:4d}  {e.family}")
+        return 0
+    if args.command == "count":
+        from zoo import counts
+        from zoo.tables import DATA
+
+        summary = counts.run(entries, args.data or DATA, args.timm_results)
+        return 0 if summary["counted"] else 1
+    return 2

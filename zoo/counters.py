@@ -1,0 +1,104 @@
+"""The three independent counters the reference is compared with, each run as its users run it.
+
+Each gets a freshly built model, so hooks or buffers one leaves behind cannot reach another.
+Every count comes back in MACs with the counter's own per-op breakdown and a note of what it could
+not count (fvcore's unsupported ops are kept, not silenced).
+
+- thop (``ultralytics-thop``): module hooks; counts MACs of conv/linear plus BatchNorm, activation
+  and pooling work; functional ops (``F.scaled_dot_product_attention``, ``x @ y``) are invisible.
+  Shape-only, so it runs on the meta device.
+- fvcore: traces the model with ``torch.jit`` on real CPU tensors; its "flop" is one MAC; it adds
+  norm and pooling work and lists ops it has no handle for (fused attention among them).
+- torch: ``FlopCounterMode`` on CPU tensors under ``eval()`` + ``no_grad`` as a user would run it;
+  CPU fused-attention kernels escape it (the reference runs the same counter on meta instead).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from zoo.build import build, build_cpu_fast, example_input
+from zoo.catalogue import Entry
+
+
+@dataclass
+class CounterResult:
+    macs: float | None
+    by_op: dict[str, float]  # counter's own op or module-type name -> MACs
+    note: str = ""
+
+
+def run_thop(entry: Entry) -> CounterResult:
+    import thop
+
+    model = build(entry, "meta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        macs, _params, layers = thop.profile(model, inputs=(example_input(entry, "meta"),),
+                                             verbose=False, ret_layer_info=True)
+    by_type: Counter = Counter()
+
+    def walk(tree, prefix):
+        for name, (ops, _p, children) in tree.items():
+            path = f"{prefix}.{name}" if prefix else name
+            own = ops - sum(c[0] for c in children.values())
+            if own:
+                by_type[type(model.get_submodule(path)).__name__] += own
+            walk(children, path)
+
+    walk(layers, "")
+    return CounterResult(float(macs), dict(by_type))
+
+
+def run_fvcore(entry: Entry) -> CounterResult:
+    from fvcore.nn import FlopCountAnalysis
+
+    model = build_cpu_fast(entry)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        analysis = FlopCountAnalysis(model, example_input(entry, "cpu"))
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        total = analysis.total()
+        by_op = dict(analysis.by_operator())
+        unsupported = analysis.unsupported_ops()
+    note = "; ".join(f"{op} x{n}" for op, n in sorted(unsupported.items()))
+    return CounterResult(float(total), {k: float(v) for k, v in by_op.items()},
+                         f"unsupported: {note}" if note else "")
+
+
+def run_torch_cpu(entry: Entry) -> CounterResult:
+    """``FlopCounterMode`` as run on CPU tensors. The tensors are fake CPU tensors: dispatch picks
+    the same CPU kernels as real ones (so the same attention escapes it), with no arithmetic."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build(entry, "meta")
+    with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
+        warnings.simplefilter("ignore")
+        model = model.to_empty(device="cpu")
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(example_input(entry, "cpu"))
+    by_op = {str(op): flops / 2 for op, flops in counter.get_flop_counts().get("Global", {}).items()}
+    return CounterResult(counter.get_total_flops() / 2, by_op)
+
+
+COUNTERS = {"thop": run_thop, "fvcore": run_fvcore, "torch": run_torch_cpu}
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for column, dist in [("torch_version", "torch"), ("torchvision_version", "torchvision"),
+                         ("timm_version", "timm"), ("thop_version", "ultralytics-thop"),
+                         ("fvcore_version", "fvcore")]:
+        try:
+            out[column] = version(dist)
+        except PackageNotFoundError:
+            out[column] = ""
+    return out
+
+
