@@ -13,7 +13,7 @@ The count runs torch's ``FlopCounterMode`` on the meta device: shapes only, no a
 sees the same ops as a GPU run would (on real CPU tensors the CPU flash-attention kernel and
 torchvision's fused multi-head attention hide attention from it).
 
-Training FLOPs are forward + backward of one step at batch 1 in train mode, in FLOPs (2 per MAC).
+Training FLOPs are forward + backward of one step per sample in train mode, in FLOPs (2 per MAC).
 torch's formula for ``convolution_backward`` ignores ``groups`` and over-counts grouped and
 depthwise layers by about the group count; ``conv_backward_flop`` below replaces it: each of the
 input gradient and the weight gradient costs exactly one forward convolution.
@@ -46,6 +46,24 @@ OP_CATEGORIES = {
 }
 
 
+# Ops the convention leaves out, whose decompositions hold no product: FlopCounterMode would
+# otherwise decompose them into reference ops before finding nothing to count (slow on meta).
+# Mapping them to zero changes no count and makes a pass several times faster.
+_NOT_COUNTED_OPS = [
+    "batch_norm", "native_batch_norm", "_native_batch_norm_legit",
+    "_native_batch_norm_legit_no_training", "_batch_norm_impl_index", "_batch_norm_with_update",
+    "_batch_norm_no_update", "native_batch_norm_backward", "layer_norm", "native_layer_norm",
+    "native_layer_norm_backward", "group_norm", "native_group_norm", "native_group_norm_backward",
+]
+NOT_COUNTED = {
+    op: (lambda *args, out_shape=None, **kwargs: 0)
+    for name in _NOT_COUNTED_OPS if hasattr(aten, name)
+    # the packet is what is counted; each overload is what the "decompose?" check looks up
+    for op in [getattr(aten, name)] + [getattr(getattr(aten, name), o)
+                                        for o in getattr(aten, name).overloads()]
+}
+
+
 def op_category(op: str) -> str:
     name = op.split("::")[-1].split(".")[-1] if "::" in op else op.rsplit(".", 1)[-1]
     if name in OP_CATEGORIES:
@@ -73,19 +91,48 @@ def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddin
 
 @dataclass
 class Count:
-    """The reference counter's view of one forward pass at batch 1."""
+    """The reference counter's view of one forward pass."""
 
     macs: int
     by_op: dict[str, int]  # op name -> MACs
+    attention: dict[str, int] = field(default_factory=dict)  # op -> MACs inside attention modules
     layers: list[dict] = field(default_factory=list)  # leaf modules, in call order
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """(op, category, MACs): a product op inside an attention module (on meta, fused attention
+        runs as ``bmm``) is category "attention", the rest by ``op_category``."""
+        out = []
+        for op, macs in sorted(self.by_op.items()):
+            inside = self.attention.get(op, 0)
+            if inside:
+                out.append((op, "attention", inside))
+            if macs - inside:
+                out.append((op, op_category(op), macs - inside))
+        return out
 
     @property
     def by_category(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for op, macs in self.by_op.items():
-            cat = op_category(op)
+        for _op, cat, macs in self.rows():
             out[cat] = out.get(cat, 0) + macs
         return out
+
+
+def _attention_products(model: nn.Module, counts: dict) -> dict[str, int]:
+    """MACs of the matrix products (Q K^T, A V) inside attention modules: modules whose class name
+    contains "Attention", outermost only (a module's count includes its children's). Their
+    projections are ``addmm`` and stay "linear"."""
+    root = type(model).__name__
+    modules = dict(model.named_modules())
+    attention = [fqn for fqn in counts if fqn.startswith(root + ".")
+                 and "Attention" in type(modules.get(fqn[len(root) + 1:], model)).__name__]
+    outermost = [a for a in attention if not any(a.startswith(b + ".") for b in attention)]
+    out: dict[str, int] = {}
+    for fqn in outermost:
+        for op, flops in counts[fqn].items():
+            if op_category(str(op)) in ("matmul", "attention"):
+                out[str(op)] = out.get(str(op), 0) + flops // 2
+    return out
 
 
 def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
@@ -108,7 +155,8 @@ def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
 
     handle = nn.modules.module.register_module_forward_hook(record)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False,
+                                             custom_mapping=NOT_COUNTED) as counter:
             model(x)
     finally:
         handle.remove()
@@ -121,18 +169,24 @@ def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
     for row in layers:  # a module called twice appears once, with all its MACs
         row["macs"] = per_module.get(row["module"], 0) if row["module"] not in seen else 0
         seen.add(row["module"])
-    return Count(sum(by_op.values()), by_op, layers)
+    return Count(sum(by_op.values()), by_op, _attention_products(model, counts), layers)
 
 
 def count_training_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """FLOPs of forward + backward of one training step (train mode, every parameter trainable)."""
+    """FLOPs of forward + backward of one training step per sample (train mode, every parameter
+    trainable).
+
+    The step runs at batch 2 (BatchNorm in train mode needs more than one value per channel) and
+    is halved: every counted op is linear in the batch size.
+    """
+    x = torch.cat([x, x])
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
     with FlopCounterMode(display=False,
-                         custom_mapping={aten.convolution_backward: conv_backward_flop}) as counter:
+                         custom_mapping={**NOT_COUNTED, aten.convolution_backward: conv_backward_flop}) as counter:
         out = model(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
         out.sum().backward()
-    return counter.get_total_flops()
+    return counter.get_total_flops() // 2

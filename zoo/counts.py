@@ -13,9 +13,12 @@ One model failing is recorded and the run goes on.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -45,13 +48,12 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
     a third-party counter's failure is kept in the result instead."""
     model = build(entry, "meta")
     ref = count_forward(model, example_input(entry))
-    train_flops = count_training_flops(build(entry, "meta"), example_input(entry))
     row = {"library": entry.library, "arch": entry.arch, "weights": entry.weights,
            "img_size": entry.img_size, "family": entry.family, "params": param_count(model),
            "gmacs": ref.macs / 1e9}
     key = dict(zip(KEY, entry.key))
-    ops = [{**key, "counter": "reference", "op": op, "category": op_category(op), "gmacs": m / 1e9}
-           for op, m in sorted(ref.by_op.items())]
+    ops = [{**key, "counter": "reference", "op": op, "category": cat, "gmacs": m / 1e9}
+           for op, cat, m in ref.rows()]
     notes = []
     for name, run in COUNTERS.items():
         try:
@@ -64,7 +66,11 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
         except Exception as exc:  # a counter that fails leaves its cell empty, with the reason
             row[f"gmacs_{name}"] = None
             notes.append({**key, "counter": name, "status": "failed", "note": _error(exc)})
-    row["gflops_train"] = train_flops / 1e9
+    try:
+        row["gflops_train"] = count_training_flops(build(entry, "meta"), example_input(entry)) / 1e9
+    except Exception as exc:
+        row["gflops_train"] = None
+        notes.append({**key, "counter": "reference-train", "status": "failed", "note": _error(exc)})
     acc = book.lookup(entry)
     row.update(acc if acc is not None else {"top1": None, "top5": None, "acc_source": None})
     row.update({"zoo_version": zoo.__version__, **lib_versions})
@@ -72,32 +78,72 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
     return {"row": row, "ops": ops, "notes": notes, "layers": layers}
 
 
+def _count_or_fail(entry: Entry, timm_results: str | None, lib_versions: dict) -> tuple[dict | None, dict | None]:
+    """Runs in a worker process: (result, None), or (None, failure row)."""
+    try:
+        return count_model(entry, _book(timm_results), lib_versions), None
+    except Exception as exc:
+        return None, {**dict(zip(KEY, entry.key)), "stage": "count", "error": _error(exc),
+                      "traceback": traceback.format_exc(limit=-3)}
+
+
+_BOOKS: dict = {}
+
+
+def _book(timm_results: str | None) -> AccuracyBook:
+    if timm_results not in _BOOKS:
+        _BOOKS[timm_results] = AccuracyBook(timm_results)
+    return _BOOKS[timm_results]
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one model per core
+
+
 def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = None,
-        log=sys.stderr) -> dict:
-    """Count ``entries`` and merge them into the CSVs of ``data_dir``. Returns a summary."""
+        workers: int | None = None, log=sys.stderr) -> dict:
+    """Count ``entries`` (in ``workers`` processes, one per core by default) and merge them into
+    the CSVs of ``data_dir``. Returns a summary."""
     data_dir = Path(data_dir)
-    book = AccuracyBook(timm_results)
+    book = _book(timm_results)
     if book.error:
         print(f"warning: {book.error}; keeping the timm accuracy already in data/", file=log)
     lib_versions = versions()
+    workers = workers or min(len(entries), os.cpu_count() or 1)
     rows, ops, notes, layers, failures = [], [], [], [], []
     start = time.perf_counter()
-    for i, entry in enumerate(entries, 1):
-        t0 = time.perf_counter()
-        try:
-            result = count_model(entry, book, lib_versions)
-        except Exception as exc:
-            failures.append({**dict(zip(KEY, entry.key)), "stage": "count", "error": _error(exc),
-                             "traceback": traceback.format_exc(limit=-3)})
-            status = f"FAILED: {_error(exc)}"
+
+    def record(i, entry, result, failure):
+        if failure:
+            failures.append(failure)
+            status = f"FAILED: {failure['error']}"
         else:
             rows.append(result["row"])
-            ops += result["ops"]
-            notes += result["notes"]
-            layers += result["layers"]
+            ops.extend(result["ops"])
+            notes.extend(result["notes"])
+            layers.extend(result["layers"])
             status = f"{result['row']['gmacs']:.3f} GMACs"
         print(f"[{i}/{len(entries)}] {entry.library} {entry.name} @{entry.img_size}: {status} "
-              f"({time.perf_counter() - t0:.1f}s, {len(failures)} failed so far)", file=log, flush=True)
+              f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
+              file=log, flush=True)
+
+    if workers <= 1:
+        for i, entry in enumerate(entries, 1):
+            record(i, entry, *_count_or_fail(entry, timm_results, lib_versions))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = {pool.submit(_count_or_fail, e, timm_results, lib_versions): e for e in entries}
+            for i, fut in enumerate(as_completed(futures), 1):
+                entry = futures[fut]
+                try:
+                    result, failure = fut.result()
+                except Exception as exc:  # the worker process itself died
+                    result, failure = None, {**dict(zip(KEY, entry.key)), "stage": "count",
+                                             "error": f"worker died: {_error(exc)}", "traceback": ""}
+                record(i, entry, result, failure)
 
     ran = {e.key for e in entries}
     counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)
@@ -106,7 +152,7 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
     write_csv(merge(old_counts, counts, ran), data_dir / "counts.csv")
     for name, frame, sort in [
         ("ops.csv", pd.DataFrame(ops, columns=KEY + ["counter", "op", "category", "gmacs"]),
-         KEY + ["counter", "op"]),
+         KEY + ["counter", "op", "category"]),
         ("layers.csv", pd.DataFrame(layers, columns=KEY + ["module", "type", "output_shape",
                                                            "params", "gmacs"]), KEY),
         ("counter-notes.csv", pd.DataFrame(notes, columns=KEY + ["counter", "status", "note"]),

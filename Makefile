@@ -1,0 +1,28 @@
+# The data flow, one target per stage:
+#   zoo/catalogue.py (which models) -> zoo count (measure) -> data/*.csv -> site/ pages -> public/
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: zoo counts test bench clean
+
+# Set up .venv (once, and again when pyproject.toml changes), then refresh data/.
+zoo: counts
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[site,test]'
+	touch $(STAMP)
+
+counts: $(STAMP)
+	$(PY) -m zoo count default
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/count_speed.py
+
+clean:
+	rm -rf public .pytest_cache

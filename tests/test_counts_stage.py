@@ -1,0 +1,132 @@
+"""The counts stage end to end on a few small models: rows, failures, determinism, accuracy."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from torchvision.models import get_model_weights
+
+from zoo import counts
+from zoo.catalogue import Entry, select
+
+SMALL = [Entry("torchvision", "mobilenet_v2", "IMAGENET1K_V1", 224),
+         Entry("timm", "resnet18", "a1_in1k", 224)]
+BROKEN = Entry("torchvision", "no_such_builder", "IMAGENET1K_V1", 224)
+TIMM_TABLE = Path(__file__).resolve().parents[2] / "shared/reference/timm-results/results-imagenet.csv"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    log = out / "log.txt"
+    with open(log, "w") as fh:
+        summary = counts.run(SMALL[:1] + [BROKEN] + SMALL[1:], out, str(TIMM_TABLE), workers=1,
+                             log=fh)
+    return out, summary, log.read_text()
+
+
+def test_failing_model_is_recorded_and_run_goes_on(run_dir):
+    out, summary, log = run_dir
+    assert summary == {**summary, "models": 3, "counted": 2, "failed": 1}
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures["arch"].tolist() == ["no_such_builder"]
+    assert "no_such_builder" in failures["error"][0] or "Unknown model" in failures["error"][0]
+    assert sorted(pd.read_csv(out / "counts.csv")["arch"]) == ["mobilenet_v2", "resnet18"]
+
+
+def test_progress_and_one_line_summary(run_dir):
+    _, _, log = run_dir
+    lines = log.strip().splitlines()
+    assert lines[0].startswith("[1/3] torchvision mobilenet_v2.IMAGENET1K_V1 @224")
+    assert "1 failed so far" in lines[1]
+    assert lines[-1].startswith("counted 2 of 3 models in ") and "1 failed" in lines[-1]
+
+
+def test_rows_hold_published_figures(run_dir):
+    out, _, _ = run_dir
+    df = pd.read_csv(out / "counts.csv").set_index("arch")
+    meta = get_model_weights("mobilenet_v2")["IMAGENET1K_V1"].meta
+    mnv2 = df.loc["mobilenet_v2"]
+    assert mnv2["params"] == meta["num_params"]
+    assert mnv2["top1"] == meta["_metrics"]["ImageNet-1K"]["acc@1"]
+    assert "MobileNet_V2_Weights.IMAGENET1K_V1" in mnv2["acc_source"]
+    # fwd + bwd of a depthwise-heavy net is about 3x forward FLOPs (2 FLOPs per MAC)
+    assert 2.8 <= mnv2["gflops_train"] / (2 * mnv2["gmacs"]) <= 3.05
+    # thop, fvcore: the reference plus BatchNorm/pooling work (PITFALLS.md: 0.301 / 0.314 / 0.327)
+    assert mnv2["gmacs"] < mnv2["gmacs_fvcore"] < mnv2["gmacs_thop"] < 1.1 * mnv2["gmacs"]
+    assert mnv2["gmacs_torch"] == mnv2["gmacs"]
+    r18 = df.loc["resnet18"]
+    table = pd.read_csv(TIMM_TABLE)
+    pub = table[(table.model == "resnet18.a1_in1k") & (table.img_size == 224)].iloc[0]
+    assert (r18["top1"], r18["top5"]) == (pub["top1"], pub["top5"])
+    assert r18["params"] == 11_689_512
+    assert "aa4b5850" in r18["acc_source"]
+
+
+def test_breakdowns_add_up(run_dir):
+    out, _, _ = run_dir
+    df = pd.read_csv(out / "counts.csv").set_index("arch")
+    ops = pd.read_csv(out / "ops.csv")
+    for counter, column in [("reference", "gmacs"), ("fvcore", "gmacs_fvcore"),
+                            ("torch", "gmacs_torch"), ("thop", "gmacs_thop")]:
+        total = ops[(ops.arch == "mobilenet_v2") & (ops.counter == counter)]["gmacs"].sum()
+        assert total == pytest.approx(df.loc["mobilenet_v2", column], rel=1e-9)
+    layers = pd.read_csv(out / "layers.csv")
+    mine = layers[layers.arch == "mobilenet_v2"]
+    assert mine["gmacs"].sum() == pytest.approx(df.loc["mobilenet_v2", "gmacs"], rel=1e-9)
+    assert mine["params"].sum() == df.loc["mobilenet_v2", "params"]
+    notes = pd.read_csv(out / "counter-notes.csv")
+    fv = notes[(notes.arch == "mobilenet_v2") & (notes.counter == "fvcore")]
+    assert "hardtanh" in fv["note"].iloc[0]  # ReLU6: an op fvcore does not handle, kept
+
+
+def test_same_model_twice_gives_identical_rows(run_dir, tmp_path):
+    out, _, _ = run_dir
+    counts.run(SMALL[:1], tmp_path, str(TIMM_TABLE), workers=1, log=open("/dev/null", "w"))
+    first = (out / "counts.csv").read_text().splitlines()
+    again = (tmp_path / "counts.csv").read_text().splitlines()
+    assert again[0] == first[0]
+    assert again[1] == next(line for line in first if ",mobilenet_v2," in line)
+
+
+def test_partial_run_replaces_only_its_rows(run_dir, tmp_path):
+    out, _, _ = run_dir
+    for name in ("counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"):
+        (tmp_path / name).write_text((out / name).read_text())
+    counts.run(SMALL[:1], tmp_path, str(TIMM_TABLE), workers=1, log=open("/dev/null", "w"))
+    assert (tmp_path / "counts.csv").read_text() == (out / "counts.csv").read_text()
+    assert (tmp_path / "failures.csv").read_text() == (out / "failures.csv").read_text()
+
+
+def test_unreachable_accuracy_source_keeps_known_figures(run_dir, tmp_path):
+    out, _, _ = run_dir
+    (tmp_path / "counts.csv").write_text((out / "counts.csv").read_text())
+    counts.run(SMALL[1:], tmp_path, "/nonexistent/results-imagenet.csv", workers=1,
+               log=open("/dev/null", "w"))
+    before = pd.read_csv(out / "counts.csv").set_index("arch").loc["resnet18"]
+    after = pd.read_csv(tmp_path / "counts.csv").set_index("arch").loc["resnet18"]
+    assert (after["top1"], after["acc_source"]) == (before["top1"], before["acc_source"])
+
+
+def test_parallel_run_equals_serial_run(run_dir, tmp_path):
+    out, _, _ = run_dir
+    counts.run(SMALL, tmp_path, str(TIMM_TABLE), workers=2, log=open("/dev/null", "w"))
+    assert (tmp_path / "counts.csv").read_text() == (out / "counts.csv").read_text()
+
+
+def test_unknown_model_exits_non_zero_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "zoo", "count", "resnet5O", "--data",
+                           str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "resnet50" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_selectors():
+    assert {e.arch for e in select(["resnet5*"])} >= {"resnet50", "resnet50d"}
+    assert [e.name for e in select(["timm:resnet50.a1_in1k"])] == ["resnet50.a1_in1k"]
+    assert {e.library for e in select(["survey"])} == {"torchvision", "timm"}
+    assert len(select(["bench"])) == 5

@@ -1,0 +1,103 @@
+"""The seed document's formulas, on small hand-built networks, against hand-computed values."""
+
+import thop
+import torch
+from torch import nn
+
+from zoo.build import param_count
+from zoo.counting import conv_backward_flop, count_forward, count_training_flops
+
+
+def conv_out(w, k, s=1, p=0):
+    return (w + 2 * p - k) // s + 1
+
+
+def test_parameter_formulas():
+    assert param_count(nn.Linear(300, 40)) == 300 * 40 + 40
+    assert param_count(nn.Linear(300, 40, bias=False)) == 12000
+    assert param_count(nn.Conv2d(16, 32, 3, bias=False)) == 16 * 32 * 3 * 3
+    assert param_count(nn.Conv2d(16, 32, 3)) == 4608 + 32
+    assert param_count(nn.BatchNorm2d(64)) == 2 * 64
+    assert param_count(nn.Embedding(1000, 64)) == 64000
+    assert param_count(nn.Conv2d(32, 32, 3, groups=32, bias=False)) == 32 * 3 * 3
+
+
+def test_conv_output_size_formula_matches_torch():
+    for w, k, s, p in [(224, 7, 2, 3), (224, 3, 1, 1), (56, 3, 2, 0), (299, 3, 2, 0), (13, 5, 3, 2)]:
+        y = nn.Conv2d(1, 1, k, s, p, device="meta")(torch.empty(1, 1, w, w, device="meta"))
+        assert y.shape[-1] == conv_out(w, k, s, p)
+    assert conv_out(224, 7, 2, 3) == 112  # ResNet's stem, by hand: (224 + 6 - 7) // 2 + 1
+
+
+def small_cnn():
+    # 3x32x32 -> conv 3->8 k3 p1 -> BN -> ReLU -> maxpool 2 -> depthwise 8 k3 p1 -> conv 8->16 k1
+    # -> global pool -> linear 16->10
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False),
+        nn.Conv2d(8, 16, 1, bias=False),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+
+
+# by hand: MACs = output elements x (Cin/groups x K x K)
+CONV1 = 8 * 32 * 32 * 3 * 3 * 3          # 221,184
+DEPTHWISE = 8 * 16 * 16 * 1 * 3 * 3      # 18,432: one input channel per output channel
+POINTWISE = 16 * 16 * 16 * 8             # 32,768
+LINEAR = 16 * 10                         # 160
+HAND_MACS = CONV1 + DEPTHWISE + POINTWISE + LINEAR
+
+
+def test_reference_count_equals_hand_count():
+    with torch.device("meta"):
+        model = small_cnn().eval()
+    count = count_forward(model, torch.empty(1, 3, 32, 32, device="meta"))
+    assert count.macs == HAND_MACS
+    assert count.by_category == {"conv": CONV1 + DEPTHWISE + POINTWISE, "linear": LINEAR}
+    by_module = {row["module"]: row for row in count.layers}
+    assert by_module["4"]["macs"] == DEPTHWISE
+    assert by_module["4"]["output_shape"] == "1x8x16x16"
+    assert by_module["1"]["params"] == 16  # BatchNorm(8) = 2N
+
+
+def test_reference_count_at_batch_4_is_four_times():
+    with torch.device("meta"):
+        model = small_cnn().eval()
+    assert count_forward(model, torch.empty(4, 3, 32, 32, device="meta")).macs == 4 * HAND_MACS
+
+
+def test_thop_agrees_on_conv_and_linear():
+    model = small_cnn().eval()
+    macs, params = thop.profile(model, inputs=(torch.zeros(1, 3, 32, 32),), verbose=False)
+    assert params == param_count(small_cnn())
+    # thop's convention on top of ours, by hand: an affine BatchNorm costs 4 per element
+    # (normalise 2 + scale-shift 2) over 8x32x32 elements; adaptive average pooling 256 adds + 1
+    # divide per output for 16 outputs; ReLU and max pooling are free.
+    assert macs == HAND_MACS + 4 * 8 * 32 * 32 + 16 * (16 * 16 + 1)
+
+
+def test_training_flops_of_depthwise_conv_are_three_forwards():
+    # PITFALLS: torch's own formula gives about 34x forward for a depthwise layer; ours gives 3x
+    # (forward + input gradient + weight gradient), because the input needs a gradient too.
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False))
+    x = torch.empty(1, 32, 56, 56, device="meta", requires_grad=True)
+    fwd_flops = 2 * 32 * 56 * 56 * 9
+    assert count_training_flops(model, x) == 3 * fwd_flops
+
+
+def test_training_flops_of_first_layer_skip_input_gradient():
+    # The image needs no gradient: fwd + weight gradient only = 2 forwards, by hand.
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False))
+    assert count_training_flops(model, torch.empty(1, 3, 32, 32, device="meta")) == 2 * 2 * CONV1
+
+
+def test_conv_backward_formula_grouped():
+    # grad_out [1, 64, 28, 28], weight [64, 64/4, 3, 3]: one forward = 2 x 64x28x28 x 16x9 FLOPs
+    one = 2 * 64 * 28 * 28 * 16 * 9
+    assert conv_backward_flop([1, 64, 28, 28], [1, 64, 28, 28], [64, 16, 3, 3], None, [1, 1],
+                              [1, 1], [1, 1], False, [0, 0], 4, [True, True, False]) == 2 * one
+    assert conv_backward_flop([1, 64, 28, 28], [1, 64, 28, 28], [64, 16, 3, 3], None, [1, 1],
+                              [1, 1], [1, 1], False, [0, 0], 4, [False, True, False]) == one
