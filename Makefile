@@ -5,10 +5,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: zoo counts test bench clean
+.PHONY: zoo counts site serve test bench clean
 
-# Set up .venv (once, and again when pyproject.toml changes), then refresh data/.
-zoo: counts
+# Set up .venv (once, and again when pyproject.toml changes), refresh data/, build the site.
+zoo: counts site
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ $(STAMP): pyproject.toml
 counts: $(STAMP)
 	$(PY) -m zoo count default
 
+site: $(STAMP)
+	$(PY) -m zoo site
+
+serve: site
+	$(PY) -m http.server 8000 --bind 127.0.0.1 --directory public
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
@@ -25,4 +31,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/count_speed.py
 
 clean:
-	rm -rf public .pytest_cache
+	rm -rf public build .pytest_cache

@@ -1,8 +1,9 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo count``."""
+"""The ``zoo`` command: ``zoo list``, ``zoo count``, ``zoo site``."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from zoo.catalogue import UnknownModel, select
@@ -22,11 +23,25 @@ def _parser() -> argparse.ArgumentParser:
     count.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
     count.add_argument("--timm-results", default=None,
                        help="path or URL of timm's results-imagenet.csv")
+    site = sub.add_parser("site", help="build the static site from data/ into public/")
+    site.add_argument("--data", default=None, help="input folder (default: the repo's data/)")
+    site.add_argument("--no-build", action="store_true",
+                      help="only generate the pages (build/docs), do not run mkdocs")
     return p
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "site":
+        from zoo import site
+        from zoo.tables import DATA
+
+        try:
+            (site.generate if args.no_build else site.build)(args.data or DATA)
+        except (FileNotFoundError, KeyError, subprocess.CalledProcessError) as exc:
+            print(f"zoo: error: {exc}", file=sys.stderr)
+            return 1
+        return 0
     try:
         entries = select(args.models)
     except UnknownModel as exc:

@@ -118,14 +118,19 @@ class Count:
         return out
 
 
+def _is_attention(module: nn.Module) -> bool:
+    name = type(module).__name__
+    return "Attention" in name or "Attn" in name
+
+
 def _attention_products(model: nn.Module, counts: dict) -> dict[str, int]:
     """MACs of the matrix products (Q K^T, A V) inside attention modules: modules whose class name
-    contains "Attention", outermost only (a module's count includes its children's). Their
+    contains "Attention" or "Attn", outermost only (a module's count includes its children's). Their
     projections are ``addmm`` and stay "linear"."""
     root = type(model).__name__
     modules = dict(model.named_modules())
     attention = [fqn for fqn in counts if fqn.startswith(root + ".")
-                 and "Attention" in type(modules.get(fqn[len(root) + 1:], model)).__name__]
+                 and _is_attention(modules.get(fqn[len(root) + 1:], model))]
     outermost = [a for a in attention if not any(a.startswith(b + ".") for b in attention)]
     out: dict[str, int] = {}
     for fqn in outermost:
@@ -153,9 +158,13 @@ def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
             "params": sum(p.numel() for p in module.parameters(recurse=False)),
         })
 
+    # Parameters stop requiring grad rather than running under no_grad: some models (CaiT) feed a
+    # parameter's view to a submodule, which FlopCounterMode's module tracker rejects under no_grad.
+    for p in model.parameters():
+        p.requires_grad_(False)
     handle = nn.modules.module.register_module_forward_hook(record)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False,
+        with FlopCounterMode(display=False,
                                              custom_mapping=NOT_COUNTED) as counter:
             model(x)
     finally:

@@ -1,0 +1,173 @@
+"""The site, built from the committed data/ and opened in headless Chromium.
+
+Needs Debian's ``chromium`` (installed here from the package registry if missing, as CI runs as
+root) and Playwright's Python client (a test extra) driving that binary.
+"""
+
+import functools
+import io
+import re
+import shutil
+import subprocess
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from zoo import site
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC = ROOT / "public"
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True,
+                   env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    return shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def built():
+    site.build(ROOT / "data", log=io.StringIO())
+    return pd.read_csv(ROOT / "data" / "counts.csv")
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(PUBLIC)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url, chart_ids):
+    page = browser.new_page()
+    errors, requests = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(url)
+    for cid in chart_ids:
+        page.wait_for_selector(f"#{cid}[data-ready]", timeout=30_000)
+    return page, errors, requests
+
+
+def assert_offline(requests, base):
+    outside = [u for u in requests if not u.startswith(base) and not u.startswith("data:")]
+    assert outside == []
+
+
+def test_home_bubble_chart_has_one_mark_per_model(browser, server, built):
+    page, errors, requests = open_page(browser, server + "/", ["chart-bubble"])
+    marks = page.locator("#chart-bubble g.mark-symbol.role-mark path").count()
+    assert marks == len(built.dropna(subset=["top1", "gmacs"]))
+    assert page.locator("#chart-bubble g.mark-line.role-mark path").count() == 1  # the frontier
+    assert errors == []
+    assert_offline(requests, server)
+    page.close()
+
+
+def test_counters_page_draws(browser, server, built):
+    page, errors, requests = open_page(browser, server + "/counters/", ["chart-counter-ratios"])
+    assert page.locator("#chart-counter-ratios g.role-mark path").count() >= 3 * len(built)
+    assert "thop / ref" in page.content()
+    assert errors == []
+    assert_offline(requests, server)
+    page.close()
+
+
+def test_model_page_draws_its_layers(browser, server, built):
+    url = server + "/models/torchvision-resnet50-IMAGENET1K_V2-224/"
+    page, errors, requests = open_page(browser, url, ["chart-layers"])
+    assert page.locator("#chart-layers g.role-mark path").count() == 54  # 53 convs + fc
+    assert "ResNet50_Weights.IMAGENET1K_V2" in page.content()
+    assert errors == []
+    assert_offline(requests, server)
+    page.close()
+
+
+def test_models_table_sorts(browser, server, built):
+    page, errors, _ = open_page(browser, server + "/models/", [])
+    header = page.locator("table th", has_text="GMACs").first
+    header.click()
+    first = page.locator("table tbody tr").first.locator("td").nth(5).inner_text()
+    assert float(first) == pytest.approx(built["gmacs"].min(), abs=5e-4)
+    page.fill("input.zoo-filter", "vit_h_14")
+    visible = page.locator("table tbody tr:visible").count()
+    assert visible == (built["arch"] == "vit_h_14").sum()
+    assert errors == []
+    page.close()
+
+
+def _latex_rows(text):
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.endswith("\\\\") and not line.startswith(("\\caption", "\\multicolumn")):
+            cells = [c.strip() for c in line[:-2].split(" & ")]
+            rows.append([re.sub(r"\\([_%&#$])", r"\1", c) for c in cells])
+    return rows
+
+
+def _markdown_rows(text):
+    return [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|") and not line.startswith("|--")
+            and not set(line) <= set("|-: ")]
+
+
+@pytest.mark.parametrize("name", ["zoo", "counters", "counter-categories"])
+def test_exports_round_trip(built, name):
+    downloads = ROOT / "build" / "docs" / "downloads"
+    csv = pd.read_csv(downloads / f"{name}.csv", dtype=str, keep_default_na=False)
+    expected = [list(csv.columns)] + csv.values.tolist()
+    md = _markdown_rows((downloads / f"{name}.md").read_text())
+    assert md == expected
+    tex = _latex_rows((downloads / f"{name}.tex").read_text())
+    body = [r for r in tex if r != expected[0]]
+    assert body == expected[1:]
+    assert "\\toprule" in (downloads / f"{name}.tex").read_text()
+
+
+def test_zoo_export_matches_data(built):
+    table = pd.read_csv(ROOT / "build" / "docs" / "downloads" / "zoo.csv")
+    assert len(table) == len(built)
+    assert (table["gmacs"] - built["gmacs"]).abs().max() <= 5e-4
+    assert (table["params_m"] - built["params"] / 1e6).abs().max() <= 5e-4
+
+
+def test_pages_say_they_are_generated_and_are_stamped(built):
+    docs = ROOT / "build" / "docs"
+    for page in ["index.md", "figures.md", "counters.md", "models.md", "data.md",
+                 "models/timm-vit_base_patch16_224-augreg2_in21k_ft_in1k-224.md"]:
+        text = (docs / page).read_text()
+        assert "Generated from `data/`" in text
+        assert f"torch {built['torch_version'][0]}" in text or page == "index.md"
+    assert "{{" not in (docs / "methods.md").read_text()
+    assert (docs / "downloads" / "bubble.svg").read_text().lstrip().startswith("<svg")
+    assert (docs / "downloads" / "bubble.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_no_external_assets(built):
+    for html in PUBLIC.rglob("*.html"):
+        text = html.read_text()
+        assert "fonts.googleapis" not in text and "cdn.jsdelivr" not in text, html

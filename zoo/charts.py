@@ -1,0 +1,144 @@
+"""Chart specs, as pure functions of the data: each takes DataFrames and returns an Altair chart.
+
+Every chart carries a stamp (zoo and library versions) in its subtitle, so a figure cut out of the
+site still says what produced it.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+TOOLTIP = [
+    alt.Tooltip("model:N", title="model"), alt.Tooltip("library:N"),
+    alt.Tooltip("weights:N"), alt.Tooltip("img_size:Q", title="image size"),
+    alt.Tooltip("params_m:Q", title="params (M)", format=".2f"),
+    alt.Tooltip("gmacs:Q", title="GMACs", format=".3f"),
+    alt.Tooltip("top1:Q", title="top-1 (%)", format=".2f"),
+    alt.Tooltip("acc_source:N", title="accuracy source"),
+]
+WIDTH, HEIGHT = 720, 460
+
+
+def stamp(counts: pd.DataFrame) -> str:
+    row = counts.iloc[0]
+    return (f"zoo {row['zoo_version']} · torch {row['torch_version']} · torchvision "
+            f"{row['torchvision_version']} · timm {row['timm_version']}")
+
+
+def with_display_columns(counts: pd.DataFrame) -> pd.DataFrame:
+    df = counts.copy()
+    df["model"] = df["arch"] + "." + df["weights"]
+    df["params_m"] = df["params"] / 1e6
+    return df
+
+
+def pareto_frontier(df: pd.DataFrame, x: str = "gmacs", y: str = "top1") -> pd.DataFrame:
+    """Rows no other row beats: nothing cheaper (or as cheap) is at least as accurate."""
+    best, keep = float("-inf"), []
+    for idx, row in df.sort_values([x, y], ascending=[True, False]).iterrows():
+        if row[y] > best:
+            keep.append(idx)
+            best = row[y]
+    return df.loc[keep]
+
+
+def _title(text: str, counts: pd.DataFrame) -> alt.TitleParams:
+    return alt.TitleParams(text, subtitle=stamp(counts), anchor="start")
+
+
+def _family_legend_selection():
+    return alt.selection_point(fields=["family"], bind="legend")
+
+
+def bubble(counts: pd.DataFrame) -> alt.Chart:
+    """The survey's figure: top-1 vs forward GMACs (log), bubble area = parameters."""
+    df = with_display_columns(counts.dropna(subset=["top1", "gmacs"]))
+    families = _family_legend_selection()
+    base = alt.Chart(df).encode(
+        x=alt.X("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (batch 1, log)"),
+        y=alt.Y("top1:Q", scale=alt.Scale(zero=False), title="ImageNet top-1 (%)"),
+    )
+    points = base.mark_circle(stroke="white", strokeWidth=0.5).encode(
+        size=alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(range=[15, 1500])),
+        color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau20"),
+                        legend=alt.Legend(symbolLimit=0)),
+        opacity=alt.condition(families, alt.value(0.75), alt.value(0.08)),
+        tooltip=TOOLTIP,
+    ).add_params(families).interactive()
+    frontier = alt.Chart(pareto_frontier(df)).mark_line(
+        color="black", strokeDash=[4, 3], strokeWidth=1.2, interpolate="step-after"
+    ).encode(x="gmacs:Q", y="top1:Q")
+    return alt.layer(points, frontier).properties(
+        width=WIDTH, height=HEIGHT,
+        title=_title("Top-1 accuracy vs operations (bubble area = parameters; dashed: Pareto frontier)",
+                     counts))
+
+
+def ranked_top1(counts: pd.DataFrame) -> alt.Chart:
+    df = with_display_columns(counts.dropna(subset=["top1"]))
+    families = _family_legend_selection()
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("model:N", sort="-x", title=None, axis=alt.Axis(labelFontSize=8)),
+        x=alt.X("top1:Q", scale=alt.Scale(zero=False, domain=[50, 90]), title="ImageNet top-1 (%)"),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20")),
+        opacity=alt.condition(families, alt.value(1), alt.value(0.15)),
+        tooltip=TOOLTIP,
+    ).add_params(families).properties(
+        width=WIDTH - 200, height=alt.Step(9), title=_title("Top-1 accuracy per network", counts))
+
+
+def accuracy_density(counts: pd.DataFrame) -> alt.Chart:
+    """The survey's "accuracy density": top-1 per million parameters, against parameters."""
+    df = with_display_columns(counts.dropna(subset=["top1"]))
+    df["density"] = df["top1"] / df["params_m"]
+    families = _family_legend_selection()
+    return alt.Chart(df).mark_circle(size=60).encode(
+        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
+        y=alt.Y("density:Q", scale=alt.Scale(type="log"), title="top-1 % per million parameters (log)"),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20")),
+        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
+        tooltip=TOOLTIP + [alt.Tooltip("density:Q", title="top-1 / M params", format=".2f")],
+    ).add_params(families).interactive().properties(
+        width=WIDTH, height=HEIGHT, title=_title("Accuracy density", counts))
+
+
+def params_vs_ops(counts: pd.DataFrame) -> alt.Chart:
+    df = with_display_columns(counts.dropna(subset=["gmacs"]))
+    families = _family_legend_selection()
+    return alt.Chart(df).mark_circle(size=60).encode(
+        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
+        y=alt.Y("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (log)"),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20")),
+        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
+        tooltip=TOOLTIP,
+    ).add_params(families).interactive().properties(
+        width=WIDTH, height=HEIGHT, title=_title("Parameters vs operations", counts))
+
+
+def counter_ratios(table: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
+    """Each counter's count over the reference, per model: where and by how much they disagree."""
+    long = table.melt(id_vars=["model", "family"], value_vars=["thop", "fvcore", "torch", "timm"],
+                      var_name="counter", value_name="ratio").dropna(subset=["ratio"])
+    return alt.Chart(long).mark_tick(thickness=2, size=14).encode(
+        x=alt.X("ratio:Q", title="counter / reference", scale=alt.Scale(zero=False)),
+        y=alt.Y("counter:N", title=None),
+        color=alt.Color("counter:N", legend=None),
+        tooltip=["model:N", "family:N", "counter:N", alt.Tooltip("ratio:Q", format=".4f")],
+    ).interactive(bind_y=False).properties(
+        width=WIDTH, height=200, title=_title("Counter / reference, one tick per model", counts))
+
+
+def layer_macs(layers: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
+    """One model's MACs per leaf layer, in call order."""
+    df = layers.reset_index(drop=True).copy()
+    df["order"] = df.index
+    df["mmacs"] = df["gmacs"] * 1e3
+    return alt.Chart(df[df["mmacs"] > 0]).mark_bar().encode(
+        x=alt.X("order:Q", title="layer (call order)"),
+        y=alt.Y("mmacs:Q", title="MMACs"),
+        color=alt.Color("type:N", title="layer type"),
+        tooltip=["module:N", "type:N", "output_shape:N", "params:Q",
+                 alt.Tooltip("mmacs:Q", format=".3f", title="MMACs")],
+    ).interactive(bind_y=False).properties(
+        width=WIDTH, height=220, title=_title("MACs per layer", counts))

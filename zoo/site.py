@@ -1,0 +1,225 @@
+"""The site stage: data/*.csv -> build/docs (Markdown, chart specs, exports) -> mkdocs -> public/.
+
+Hand-written sources live in ``site/`` (few and short); everything else is generated here from
+``data/``. Charts are Vega-Lite specs drawn in the browser by the vega-embed bundle that
+vl-convert ships, written beside the pages, so the site needs no network.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+import zoo
+from zoo import charts, pages
+from zoo.catalogue import KEY
+from zoo.tables import DATA, read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ROOT / "site"
+DOCS = ROOT / "build" / "docs"
+TIMM_BENCH = ROOT.parent / "shared/reference/timm-results/benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
+
+BIBTEX = f"""@misc{{zoo,
+  title  = {{zoo: image-classification models compared by what they cost to run}},
+  note   = {{Version {zoo.__version__}}},
+  year   = {{2026}},
+}}
+"""
+
+
+# ---- exports: one table, three formats holding the same numbers -------------------------------
+
+def export_table(df: pd.DataFrame, name: str, out: Path, caption: str) -> list[str]:
+    """Writes ``name``.csv/.md/.tex (booktabs) of the same display table; returns the file names."""
+    out.mkdir(parents=True, exist_ok=True)
+    df = df.astype(str).replace({"nan": "", "None": ""})
+    df.to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
+    (out / f"{name}.md").write_text(df.to_markdown(index=False, disable_numparse=True)
+                                    + f"\n\n{caption}\n")
+    latex = df.to_latex(index=False, escape=True, caption=caption, label=f"tab:zoo-{name}",
+                        longtable=len(df) > 40)
+    (out / f"{name}.tex").write_text("% requires \\usepackage{booktabs}"
+                                     + (", longtable" if len(df) > 40 else "") + "\n" + latex)
+    return [f"{name}.csv", f"{name}.md", f"{name}.tex"]
+
+
+def export_chart(spec: dict, name: str, out: Path) -> list[str]:
+    import vl_convert as vlc
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.svg").write_text(vlc.vegalite_to_svg(spec))
+    (out / f"{name}.pdf").write_bytes(vlc.vegalite_to_pdf(spec))
+    return [f"{name}.svg", f"{name}.pdf"]
+
+
+def write_bundle(out: Path) -> None:
+    import vl_convert as vlc
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vega-bundle.js").write_text(vlc.javascript_bundle())
+
+
+# ---- tables derived from data/ (pure) --------------------------------------------------------
+
+def zoo_table(counts: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "library": counts["library"], "arch": counts["arch"], "weights": counts["weights"],
+        "img_size": counts["img_size"], "family": counts["family"],
+        "params_m": (counts["params"] / 1e6).map("{:.3f}".format),
+        "gmacs": counts["gmacs"].map("{:.3f}".format),
+        "gflops_train": counts["gflops_train"].map(lambda x: pages.fmt(x, 2)),
+        "top1": counts["top1"].map(lambda x: pages.fmt(x, 3)),
+        "top5": counts["top5"].map(lambda x: pages.fmt(x, 3)),
+        "acc_source": counts["acc_source"].fillna(""),
+    })
+
+
+def timm_published_gmacs(counts: pd.DataFrame, path: Path = TIMM_BENCH) -> pd.Series:
+    """timm's own GMACs (fvcore-based, its RTX 5090 AMP benchmark), joined on (arch, img_size)."""
+    if not Path(path).exists():
+        return pd.Series(float("nan"), index=counts.index)
+    bench = pd.read_csv(path)[["model", "infer_img_size", "infer_gmacs"]]
+    bench = bench.drop_duplicates(["model", "infer_img_size"]).set_index(["model", "infer_img_size"])
+    return pd.Series([bench["infer_gmacs"].get((r.arch, r.img_size), float("nan"))
+                      if r.library == "timm" else float("nan") for r in counts.itertuples()],
+                     index=counts.index)
+
+
+def counters_table(counts: pd.DataFrame) -> pd.DataFrame:
+    """Each counter's GMACs over the reference per model, largest disagreement first."""
+    df = pd.DataFrame({"model": counts["arch"] + "." + counts["weights"], "family": counts["family"],
+                       "reference": counts["gmacs"]})
+    for name, column in [("thop", counts["gmacs_thop"]), ("fvcore", counts["gmacs_fvcore"]),
+                         ("torch", counts["gmacs_torch"]), ("timm", timm_published_gmacs(counts))]:
+        df[name] = column / counts["gmacs"]
+    off = (df[["thop", "fvcore", "torch", "timm"]] - 1).abs()
+    df["disagreement"] = off.max(axis=1)
+    df["worst_counter"] = off.idxmax(axis=1)
+    return df.sort_values("disagreement", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def category_table(ops: pd.DataFrame) -> pd.DataFrame:
+    pivot = ops.pivot_table(index="category", columns="counter", values="gmacs", aggfunc="sum")
+    pivot = pivot.reindex(columns=[c for c in ("reference", "thop", "fvcore", "torch")
+                                   if c in pivot.columns])
+    return pivot.reset_index().map(lambda x: f"{x:.3f}" if isinstance(x, float) else x)
+
+
+def methods_values(counts: pd.DataFrame, layers: pd.DataFrame) -> dict:
+    from torchvision.models import get_model_weights
+
+    tv = counts[counts.library == "torchvision"]
+    matched = sum(abs(r.gmacs - get_model_weights(r.arch)[r.weights].meta["_ops"])
+                  <= max(1e-3 * r.gmacs, 5e-4) for r in tv.itertuples())
+    ratio = (counts["gflops_train"] / (2 * counts["gmacs"])).dropna()
+    r50 = counts[(counts.library == "torchvision") & (counts.arch == "resnet50")].iloc[-1]
+    mnv2 = counts[(counts.library == "torchvision") & (counts.arch == "mobilenet_v2")].iloc[0]
+    lay = layers[(layers.library == "torchvision") & (layers.arch == "resnet50")
+                 & (layers.weights == r50.weights)].set_index("module")
+    mib = r50.params * 4 / 2**20
+    return {
+        "tv_matched": matched, "tv_total": len(tv),
+        "train_ratio_min": f"{ratio.min():.2f}", "train_ratio_max": f"{ratio.max():.2f}",
+        "train_ratio_median": f"{statistics.median(ratio):.2f}",
+        "r50_weights": r50.weights, "r50_gmacs": f"{r50.gmacs:.3f}",
+        "conv1_params_hand": f"{3 * 64 * 7 * 7:,}", "conv1_params": f"{int(lay.loc['conv1', 'params']):,}",
+        "fc_params_hand": f"{2048 * 1000 + 1000:,}", "fc_params": f"{int(lay.loc['fc', 'params']):,}",
+        "conv1_out_hand": (224 + 2 * 3 - 7) // 2 + 1, "conv1_shape": lay.loc["conv1", "output_shape"],
+        "conv1_macs_hand": f"{64 * 112 * 112 * 3 * 7 * 7:,}",
+        "conv1_macs": f"{round(lay.loc['conv1', 'gmacs'] * 1e9):,}",
+        "mnv2_gmacs": f"{mnv2.gmacs:.3f}", "r50_params": f"{int(r50.params):,}",
+        "r50_mib_fp32": f"{mib:.1f}", "r50_mib_fp16": f"{mib / 2:.1f}",
+        "r50_mib_2x": f"{2 * mib:.1f}", "r50_mib_3x": f"{3 * mib:.1f}", "r50_mib_4x": f"{4 * mib:.1f}",
+    }
+
+
+def fill(template: str, values: dict) -> str:
+    def sub(m):
+        if m.group(1) not in values:
+            raise KeyError(f"site/methods.md: no value for placeholder {{{{ {m.group(1)} }}}}")
+        return str(values[m.group(1)])
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", sub, template)
+
+
+# ---- the stage (I/O) -------------------------------------------------------------------------
+
+def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
+    """Writes the whole docs tree from ``data_dir``. Returns counts of what it wrote."""
+    data_dir = Path(data_dir)
+    counts = read_csv(data_dir / "counts.csv")
+    if counts.empty:
+        raise FileNotFoundError(f"{data_dir / 'counts.csv'} is empty or missing: run 'zoo count' first")
+    ops, layers = read_csv(data_dir / "ops.csv"), read_csv(data_dir / "layers.csv")
+    notes = read_csv(data_dir / "counter-notes.csv")
+    if docs.exists():
+        shutil.rmtree(docs)
+    shutil.copytree(SOURCES, docs, ignore=shutil.ignore_patterns("methods.md"))
+    downloads = docs / "downloads"
+    write_bundle(docs / "assets" / "js")
+    stamp = charts.stamp(counts)
+
+    specs = {"bubble": charts.bubble(counts), "ranked-top1": charts.ranked_top1(counts),
+             "accuracy-density": charts.accuracy_density(counts),
+             "params-vs-ops": charts.params_vs_ops(counts)}
+    ctable = counters_table(counts)
+    specs["counter-ratios"] = charts.counter_ratios(ctable, counts)
+    specs = {name: chart.to_dict() for name, chart in specs.items()}
+    files = []
+    for name, spec in specs.items():
+        files += export_chart(spec, name, downloads)
+    cats = category_table(ops)
+    files += export_table(zoo_table(counts), "zoo", downloads, f"Models of the zoo. {stamp}")
+    files += export_table(ctable.drop(columns=["family"]).map(pages._fmt4), "counters", downloads,
+                          f"Counter / reference GMACs. {stamp}")
+    files += export_table(cats, "counter-categories", downloads,
+                          f"GMACs per op category and counter, whole zoo. {stamp}")
+    for name in ("counts.csv", "ops.csv", "counter-notes.csv", "failures.csv"):
+        if (data_dir / name).exists():
+            shutil.copy(data_dir / name, downloads / name)
+            files.append(name)
+
+    (docs / "index.md").write_text(pages.home(counts, specs["bubble"]))
+    (docs / "figures.md").write_text(pages.figures(counts, specs))
+    (docs / "counters.md").write_text(pages.counters(ctable, cats, counts, specs["counter-ratios"]))
+    (docs / "models.md").write_text(pages.model_index(counts))
+    (docs / "methods.md").write_text(
+        fill((SOURCES / "methods.md").read_text(), methods_values(counts, layers)))
+    (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
+    model_dir = docs / "models"
+    model_dir.mkdir()
+    by_key = {k: g for k, g in layers.groupby(KEY, sort=False)}
+    ops_by_key = {k: g for k, g in ops.groupby(KEY, sort=False)}
+    notes_by_key = {k: g for k, g in notes.groupby(KEY, sort=False)} if not notes.empty else {}
+    empty_layers = layers.iloc[:0]
+    for _, row in counts.iterrows():
+        key = tuple(row[KEY])
+        lay = by_key.get(key, empty_layers)
+        text = pages.model_page(row, lay, ops_by_key.get(key, ops.iloc[:0]),
+                                notes_by_key.get(key, notes.iloc[:0]), counts,
+                                charts.layer_macs(lay, counts).to_dict())
+        (model_dir / f"{pages.model_slug(row)}.md").write_text(text)
+    summary = {"pages": 6 + len(counts), "downloads": len(files)}
+    print(f"generated {summary['pages']} pages and {summary['downloads']} downloads in {docs}",
+          file=log)
+    return summary
+
+
+def build(data_dir: Path = DATA, log=sys.stderr) -> dict:
+    """Generate the docs and build the static site into public/ with ``mkdocs build --strict``."""
+    t0 = time.perf_counter()
+    summary = generate(data_dir, log=log)
+    subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
+                    "--config-file", str(ROOT / "mkdocs.yml")], check=True, cwd=ROOT,
+                   env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    summary["seconds"] = time.perf_counter() - t0
+    print(f"built the site in {summary['seconds']:.0f}s -> {ROOT / 'public'}", file=log)
+    return summary
