@@ -1,0 +1,297 @@
+"""Device-free memory prediction: a simulation of the real step on fake tensors.
+
+The model runs on ``FakeTensorMode`` CPU tensors (shapes, dtypes and the real kernels' output
+sizes, no storage), under a dispatch-level tracker that sees every storage born and freed and
+files it in one category:
+
+- ``parameters``, ``buffers``: the model's own tensors;
+- ``gradients``: a parameter's ``.grad`` once accumulated;
+- ``optimizer``: tensors the optimizer keeps in its state;
+- ``activations``: tensors autograd saves for the backward pass;
+- ``temporaries``: everything else alive at a moment (outputs, workspace of one op, weight copies
+  cast by autocast, the loss).
+
+It predicts what CUDA's ``torch.cuda.max_memory_allocated`` would report, with the caching
+allocator's rounding of each block to 512 bytes and the cuBLAS workspace that the allocator hands
+out on the first matrix product of each thread (forward and autograd's backward thread), and
+without the CUDA context, which that counter does not see either (see PITFALLS.md).
+
+Batch size: every tensor of the step has a size affine in the batch (a fixed part + batch x a
+per-sample part), and the step runs the same ops at any batch. So the step is simulated at two batch
+sizes, and the memory after every event is interpolated to any other batch exactly (up to the
+512-byte rounding): the peak at batch b is the largest of those lines at b. This is the source
+document's law, memory = model part + batch x per-sample part, event by event.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
+              "workspace"]
+OPTIMIZERS = ["sgd", "momentum", "adamw"]
+PRECISIONS = ["fp32", "fp16", "bf16"]
+BLOCK = 512  # CUDA caching allocator: every block is a multiple of 512 bytes
+CUBLAS_WORKSPACE = 32 * 2**20  # per thread that runs a matrix product; 32 MiB on Hopper (sm90)
+MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul"}
+SIM_BATCHES = (2, 4)  # BatchNorm in train mode needs more than one sample
+
+
+def block_bytes(nbytes: int) -> int:
+    return BLOCK * math.ceil(nbytes / BLOCK) if nbytes else 0
+
+
+class MemoryTracker(TorchDispatchMode):
+    """Follows every storage's life and records memory by category after every op."""
+
+    def __init__(self, workspace: int = CUBLAS_WORKSPACE):
+        super().__init__()
+        self.live: dict[int, list] = {}  # id(storage) -> [bytes, category]
+        self.current = Counter()
+        self.timeline: list[list[int]] = []  # memory by category after every event
+        self.workspace = workspace
+        self.phase = "forward"
+        self._phases_with_workspace: set = set()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def track(self, tensor: torch.Tensor, category: str) -> None:
+        """Registers (or re-files) the storage behind ``tensor``."""
+        if not isinstance(tensor, torch.Tensor) or tensor.is_meta:
+            return
+        st = tensor.untyped_storage()
+        key = id(st)
+        if key in self.live:
+            entry = self.live[key]
+            if _rank(category) > _rank(entry[1]):
+                self.current[entry[1]] -= entry[0]
+                entry[1] = category
+                self.current[category] += entry[0]
+            return
+        size = block_bytes(st.nbytes())
+        self.live[key] = [size, category]
+        self.current[category] += size
+        weakref.finalize(st, self._free, key)
+
+    def _free(self, key: int) -> None:
+        entry = self.live.pop(key, None)
+        if entry is not None:
+            self.current[entry[1]] -= entry[0]
+            self.record()
+
+    def record(self) -> None:
+        self.timeline.append([self.current[c] for c in CATEGORIES])
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
+                and self.phase not in self._phases_with_workspace:
+            self._phases_with_workspace.add(self.phase)
+            self.current["workspace"] += self.workspace
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                self.track(t, "temporaries")
+        self.record()
+        return out
+
+    def hooks(self):
+        """Saved-tensor hooks that file what autograd keeps for backward as activations."""
+        def pack(t):
+            self.track(t, "activations")
+            return t
+        return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+_RANKS = {c: i for i, c in enumerate(["temporaries", "activations", "workspace", "optimizer",
+                                      "gradients", "buffers", "parameters"])}
+
+
+def _rank(category: str) -> int:
+    return _RANKS[category]
+
+
+# ---- one simulated step ---------------------------------------------------------------------
+
+def _autocast(precision: str):
+    if precision == "fp32":
+        return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cpu", dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def make_optimizer(name: str, params):
+    # foreach=True: the implementation CUDA defaults to (and its temporaries)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=0.1, foreach=True)
+    if name == "momentum":
+        return torch.optim.SGD(params, lr=0.1, momentum=0.9, foreach=True)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=1e-3, foreach=True)
+    raise ValueError(f"unknown optimizer {name!r} (choose from {', '.join(OPTIMIZERS)})")
+
+
+def _output(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _fake_model(build_model, tracker):
+    model = build_model().to_empty(device="cpu")
+    for p in model.parameters():
+        tracker.track(p, "parameters")
+    for b in model.buffers():
+        tracker.track(b, "buffers")
+    return model
+
+
+def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
+             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False) -> MemoryTracker:
+    """One inference pass (``mode="inference"``, under ``inference_mode``) or one training
+    forward + backward (``mode="training"``) on fake tensors; ``build_model`` returns an
+    ``nn.Module`` on the meta device."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        tracker = MemoryTracker(workspace)
+        model = _fake_model(build_model, tracker)
+        if checkpointing:
+            if not hasattr(model, "set_grad_checkpointing"):
+                raise ValueError("this model does not support gradient checkpointing")
+            model.set_grad_checkpointing(True)
+        x = torch.empty(batch, *input_shape)
+        tracker.track(x, "temporaries")
+        tracker.record()
+        if mode == "inference":
+            model.eval()
+            with tracker, torch.inference_mode(), _autocast(precision):
+                out = model(x)
+                del out
+            return tracker
+        model.train()
+        for p in model.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(lambda p: tracker.track(p.grad, "gradients"))
+        with tracker:
+            with tracker.hooks(), _autocast(precision):
+                loss = _output(model(x)).float().mean()
+            tracker.phase = "backward"  # autograd's own thread: a second cuBLAS workspace on CUDA
+            loss.backward()
+            del loss
+            tracker.record()
+        return tracker
+
+
+def simulate_step(build_model, optimizer: str) -> MemoryTracker:
+    """The optimizer step in steady state: parameters with gradients, two steps (the first creates
+    the state), timeline of the second. Independent of the batch size."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        tracker = MemoryTracker(0)
+        model = _fake_model(build_model, tracker)
+        params = [p for p in model.parameters() if p.requires_grad]
+        for p in params:
+            p.grad = torch.empty_like(p)
+            tracker.track(p.grad, "gradients")
+        opt = make_optimizer(optimizer, params)
+        with tracker:
+            opt.step()
+            for state in opt.state.values():
+                for v in state.values():
+                    tracker.track(v, "optimizer")
+            tracker.timeline.clear()
+            tracker.record()
+            opt.step()
+            tracker.record()
+        return tracker
+
+
+# ---- the prediction for any batch -----------------------------------------------------------
+
+@dataclass
+class Prediction:
+    """Peak memory as a function of batch size, from two simulated batch sizes.
+
+    Training with an optimizer: the forward/backward timeline with the optimizer's state resident
+    (steady state: it survives from the previous step; gradients do not, ``zero_grad`` frees
+    them), followed by the step's own timeline, which holds the input batch too.
+    """
+
+    mode: str
+    precision: str
+    optimizer: str | None
+    b1: int
+    b2: int
+    m1: np.ndarray  # events x categories at b1
+    m2: np.ndarray
+    step: np.ndarray | None = None  # events x categories of the optimizer step
+    input_bytes_per_sample: int = 0
+
+    def _timeline(self, batch: int) -> np.ndarray:
+        m = self.m1 + (batch - self.b1) / (self.b2 - self.b1) * (self.m2 - self.m1)
+        if self.step is None:
+            return m
+        state = self.step[-1, CATEGORIES.index("optimizer")]
+        m = m.copy()
+        m[:, CATEGORIES.index("optimizer")] += state
+        step = self.step.copy()
+        step[:, CATEGORIES.index("temporaries")] += batch * self.input_bytes_per_sample
+        return np.vstack([m, step])
+
+    def at(self, batch: int) -> tuple[int, dict[str, int]]:
+        """(peak bytes, breakdown at the peak) at ``batch``."""
+        m = self._timeline(batch)
+        totals = m.sum(axis=1)
+        i = int(np.argmax(totals))
+        return int(round(totals[i])), {c: int(round(v)) for c, v in zip(CATEGORIES, m[i])}
+
+    def law(self, batches=(1, 2, 4, 8, 16, 32, 64, 128, 256)) -> tuple[float, float, float]:
+        """Least-squares fit of peak = model + batch x per_sample over ``batches``:
+        (model part, per-sample part, worst relative residual)."""
+        b = np.array(batches, dtype=float)
+        peaks = np.array([self.at(int(x))[0] for x in batches], dtype=float)
+        per_sample, model = np.polyfit(b, peaks, 1)
+        worst = float(np.max(np.abs(model + per_sample * b - peaks) / peaks))
+        return float(model), float(per_sample), worst
+
+    def largest_batch(self, budget: int, limit: int = 1 << 16) -> int:
+        """The largest batch whose predicted peak fits in ``budget`` bytes (0 if none)."""
+        if self.at(1)[0] > budget:
+            return 0
+        lo, hi = 1, 2
+        while hi <= limit and self.at(hi)[0] <= budget:
+            lo, hi = hi, hi * 2
+        if hi > limit:
+            return limit
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if self.at(mid)[0] <= budget else (lo, mid)
+        return lo
+
+
+def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
+            optimizer: str | None = None, batches=SIM_BATCHES, step: np.ndarray | None = None,
+            **kwargs) -> Prediction:
+    """Prediction for one (mode, precision, optimizer). ``step`` reuses a simulated optimizer
+    step (it does not depend on the batch or the precision)."""
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
+    b1, b2 = batches
+    t1 = simulate(build_model, input_shape, b1, mode, precision, **kwargs)
+    t2 = simulate(build_model, input_shape, b2, mode, precision, **kwargs)
+    if len(t1.timeline) != len(t2.timeline):
+        raise RuntimeError(f"the step ran different ops at batch {b1} and {b2}: "
+                           "memory cannot be interpolated")
+    if optimizer and step is None:
+        step = np.array(simulate_step(build_model, optimizer).timeline, dtype=float)
+    return Prediction(mode, precision, optimizer, b1, b2, np.array(t1.timeline, dtype=float),
+                      np.array(t2.timeline, dtype=float), step if optimizer else None,
+                      block_bytes(4 * math.prod(input_shape)))
