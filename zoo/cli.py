@@ -23,6 +23,20 @@ def _parser() -> argparse.ArgumentParser:
     count.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
     count.add_argument("--timm-results", default=None,
                        help="path or URL of timm's results-imagenet.csv")
+    mem = sub.add_parser("memory", help="predict the GPU memory of one model's training step or "
+                                           "inference, without a GPU")
+    mem.add_argument("model", help="a zoo model (as for 'zoo list'; the first match is used) or "
+                                   "your own builder as 'package.module:function'")
+    mem.add_argument("--batch", type=int, default=32)
+    mem.add_argument("--optimizer", default="adamw", help="sgd, momentum or adamw")
+    mem.add_argument("--precision", default="fp32",
+                     help="fp32, amp (= fp16 autocast), fp16 or bf16 (autocast)")
+    mem.add_argument("--mode", default="training", choices=["training", "inference"])
+    mem.add_argument("--gpu", default="24GB", help="card size, e.g. 24GB or 80")
+    mem.add_argument("--input", default=None,
+                     help="input shape without the batch, e.g. 3x512x512 (default: the zoo "
+                          "model's own; required for your own model)")
+
     site = sub.add_parser("site", help="build the static site from data/ into public/")
     site.add_argument("--data", default=None, help="input folder (default: the repo's data/)")
     site.add_argument("--no-build", action="store_true",
@@ -42,6 +56,10 @@ def main(argv=None) -> int:
             print(f"zoo: error: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "memory":
+        from zoo.memory_cli import main as memory_main
+
+        return memory_main(args)
     try:
         entries = select(args.models)
     except UnknownModel as exc:

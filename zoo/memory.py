@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import math
 import weakref
+from unittest import mock
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -42,7 +44,7 @@ OPTIMIZERS = ["sgd", "momentum", "adamw"]
 PRECISIONS = ["fp32", "fp16", "bf16"]
 BLOCK = 512  # CUDA caching allocator: every block is a multiple of 512 bytes
 CUBLAS_WORKSPACE = 32 * 2**20  # per thread that runs a matrix product; 32 MiB on Hopper (sm90)
-MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul"}
+MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul", "linear"}
 SIM_BATCHES = (2, 4)  # BatchNorm in train mode needs more than one sample
 
 
@@ -60,6 +62,7 @@ class MemoryTracker(TorchDispatchMode):
         self.timeline: list[list[int]] = []  # memory by category after every event
         self.workspace = workspace
         self.phase = "forward"
+        self.active = True
         self._phases_with_workspace: set = set()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -88,7 +91,17 @@ class MemoryTracker(TorchDispatchMode):
             self.record()
 
     def record(self) -> None:
-        self.timeline.append([self.current[c] for c in CATEGORIES])
+        """Appends memory by category, when it changed (ops that allocate nothing, such as
+        views or fake tensors' device queries, add no event)."""
+        if self.active:
+            row = [self.current[c] for c in CATEGORIES]
+            if not self.timeline or row != self.timeline[-1]:
+                self.timeline.append(row)
+
+    def stop(self) -> "MemoryTracker":
+        """Freezes the timeline: what is freed afterwards (the model itself) is not the step's."""
+        self.active = False
+        return self
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -141,8 +154,18 @@ def _output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _fake_model(build_model, tracker):
-    model = build_model().to_empty(device="cpu")
+def _tensors(fake: bool):
+    import contextlib
+
+    return FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
+
+
+def _fake_model(meta_model, tracker):
+    model = meta_model.to_empty(device="cpu")
+    if not isinstance(next(iter(model.parameters()), None), FakeTensor):
+        with torch.no_grad():  # real tensors (the check against a real run): defined values
+            for t in list(model.parameters()) + list(model.buffers()):
+                t.normal_(0, 0.01) if t.is_floating_point() else t.zero_()
     for p in model.parameters():
         tracker.track(p, "parameters")
     for b in model.buffers():
@@ -151,17 +174,17 @@ def _fake_model(build_model, tracker):
 
 
 def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
-             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False) -> MemoryTracker:
+             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
+             fake: bool = True) -> MemoryTracker:
     """One inference pass (``mode="inference"``, under ``inference_mode``) or one training
     forward + backward (``mode="training"``) on fake tensors; ``build_model`` returns an
-    ``nn.Module`` on the meta device."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
+    ``nn.Module`` on the meta device. ``fake=False`` runs the same on real CPU tensors."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    meta_model = build_model()
+    with _tensors(fake):
         tracker = MemoryTracker(workspace)
-        model = _fake_model(build_model, tracker)
+        model = _fake_model(meta_model, tracker)
         if checkpointing:
             if not hasattr(model, "set_grad_checkpointing"):
                 raise ValueError("this model does not support gradient checkpointing")
@@ -174,7 +197,7 @@ def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: 
             with tracker, torch.inference_mode(), _autocast(precision):
                 out = model(x)
                 del out
-            return tracker
+            return tracker.stop()
         model.train()
         for p in model.parameters():
             if p.requires_grad:
@@ -186,23 +209,24 @@ def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: 
             loss.backward()
             del loss
             tracker.record()
-        return tracker
+        return tracker.stop()
 
 
-def simulate_step(build_model, optimizer: str) -> MemoryTracker:
+def simulate_step(build_model, optimizer: str, fake: bool = True) -> MemoryTracker:
     """The optimizer step in steady state: parameters with gradients, two steps (the first creates
     the state), timeline of the second. Independent of the batch size."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    meta_model = build_model()
+    with _tensors(fake):
         tracker = MemoryTracker(0)
-        model = _fake_model(build_model, tracker)
+        model = _fake_model(meta_model, tracker)
         params = [p for p in model.parameters() if p.requires_grad]
         for p in params:
             p.grad = torch.empty_like(p)
             tracker.track(p.grad, "gradients")
         opt = make_optimizer(optimizer, params)
-        with tracker:
+        # Adam reads its step count with .item(), which fake tensors cannot answer; the count's
+        # value changes no tensor's size, so it reads 1 here.
+        with tracker, mock.patch("torch.optim.adam._get_value", lambda _: 1.0):
             opt.step()
             for state in opt.state.values():
                 for v in state.values():
@@ -211,7 +235,7 @@ def simulate_step(build_model, optimizer: str) -> MemoryTracker:
             tracker.record()
             opt.step()
             tracker.record()
-        return tracker
+        return tracker.stop()
 
 
 # ---- the prediction for any batch -----------------------------------------------------------

@@ -1,0 +1,175 @@
+"""Memory prediction: hand-computed small networks, identities on zoo models, a real CPU run."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from zoo import memory
+from zoo.build import build
+from zoo.catalogue import Entry
+
+KIB = 1024
+P = 1024 * 1024 * 4      # one Linear(1024, 1024, bias=False) weight in fp32: 4 MiB
+A = 128 * 1024 * 4       # one activation at batch 128: 512 KiB
+SCALAR = 512             # a 4-byte scalar takes one 512-byte block
+
+
+def mlp():
+    with torch.device("meta"):
+        return nn.Sequential(nn.Linear(1024, 1024, bias=False), nn.ReLU(),
+                             nn.Linear(1024, 1024, bias=False))
+
+
+def totals(tracker):
+    out = []
+    for row in tracker.timeline:
+        if not out or sum(row) != out[-1]:
+            out.append(sum(row))
+    return out
+
+
+def column(tracker, name):
+    return np.array(tracker.timeline)[:, memory.CATEGORIES.index(name)]
+
+
+def test_mlp_forward_backward_by_hand():
+    t = memory.simulate(mlp, (1024,), 128, "training", workspace=0)
+    # saved for backward: the input x (for W1's gradient) and ReLU's output r (for ReLU's and
+    # W2's gradients); the first layer's output h is freed once ReLU has read it
+    assert column(t, "activations").max() == 2 * A
+    assert column(t, "gradients")[-1] == 2 * P
+    # the peak comes as W1's gradient is made: 2 weights, W2's gradient, W1's gradient, x, the
+    # gradient flowing into W1 (batch x 1024), the loss and its seed gradient (two scalars)
+    assert np.array(t.timeline).sum(axis=1).max() == 2 * P + P + P + A + A + 2 * SCALAR
+
+
+@pytest.mark.parametrize("optimizer, state, step_temporaries", [
+    ("sgd", 0, 0),
+    ("momentum", 2 * P, 0),                     # one momentum buffer per weight
+    ("adamw", 4 * P + 2 * SCALAR, 2 * P),       # two moments per weight + step counts;
+])                                              # foreach Adam makes one sqrt(v) per weight
+def test_mlp_training_step_by_hand(optimizer, state, step_temporaries):
+    step = memory.simulate_step(mlp, optimizer)
+    assert column(step, "optimizer")[-1] == state
+    pred = memory.predict(mlp, (1024,), "training", optimizer=optimizer, workspace=0)
+    peak, parts = pred.at(128)
+    fwd_bwd = 4 * P + 2 * A + 2 * SCALAR + state       # the forward/backward peak above + state
+    in_step = 2 * P + 2 * P + state + step_temporaries + A   # weights, grads, state, temps, input
+    assert peak == max(fwd_bwd, in_step)
+    assert parts["optimizer"] == state
+
+
+def small_cnn():
+    with torch.device("meta"):
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+
+
+def test_cnn_saved_activations_by_hand():
+    n = 4
+    x = n * 3 * 16 * 16 * 4
+    conv_out = n * 8 * 16 * 16 * 4      # saved by BatchNorm (its input)
+    stats = 2 * SCALAR                  # BatchNorm's saved mean and inverse std (8 floats each)
+    relu_out = n * 8 * 16 * 16 * 4      # saved by ReLU (its output) and max pooling (its input)
+    indices = n * 8 * 8 * 8 * 8         # max pooling's int64 argmax indices
+    pool_out = n * 8 * 8 * 8 * 4        # saved by the Linear layer (flattened view, same storage)
+    t = memory.simulate(small_cnn, (3, 16, 16), n, "training", workspace=0)
+    assert column(t, "activations").max() == x + conv_out + stats + relu_out + indices + pool_out
+    params = [8 * 3 * 9 * 4, 8 * 4, 8 * 4, 10 * 512 * 4, 10 * 4]
+    assert column(t, "parameters")[0] == sum(memory.block_bytes(b) for b in params)
+    assert column(t, "buffers")[0] == 3 * SCALAR  # running mean, running var, batch count
+
+
+def test_workspace_once_per_thread_of_matrix_products():
+    t = memory.simulate(mlp, (1024,), 128, "training")
+    assert column(t, "workspace").max() == 2 * memory.CUBLAS_WORKSPACE   # forward + backward
+    t = memory.simulate(mlp, (1024,), 128, "inference")
+    assert column(t, "workspace").max() == memory.CUBLAS_WORKSPACE
+
+
+@pytest.mark.parametrize("make, shape", [(mlp, (1024,)), (small_cnn, (3, 16, 16))])
+def test_simulation_equals_the_same_tracker_on_real_cpu_tensors(make, shape):
+    fake = memory.simulate(make, shape, 8, "training")
+    real = memory.simulate(make, shape, 8, "training", fake=False)
+    # the same memory after every op, and the same peak per category (autograd may file a saved
+    # tensor a moment earlier or later relative to the op's output on fake tensors)
+    assert totals(fake) == totals(real)
+    assert np.array_equal(np.array(fake.timeline).max(axis=0), np.array(real.timeline).max(axis=0))
+    assert fake.timeline[-1] == real.timeline[-1]
+    for opt in memory.OPTIMIZERS:
+        assert memory.simulate_step(make, opt).timeline == \
+            memory.simulate_step(make, opt, fake=False).timeline
+
+
+def test_simulation_equals_real_cpu_run_of_a_zoo_model():
+    entry = Entry("torchvision", "squeezenet1_1", "IMAGENET1K_V1", 224)
+    make = lambda: build(entry, "meta")  # noqa: E731
+    fake = memory.simulate(make, (3, 64, 64), 2, "training")
+    real = memory.simulate(make, (3, 64, 64), 2, "training", fake=False)
+    assert np.array(fake.timeline).sum(axis=1).max() == np.array(real.timeline).sum(axis=1).max()
+
+
+# ---- identities on real zoo models -----------------------------------------------------------
+
+R18 = Entry("torchvision", "resnet18", "IMAGENET1K_V1", 224)
+
+
+@pytest.fixture(scope="module")
+def r18():
+    make = lambda: build(R18, "meta")  # noqa: E731
+    shape = (3, 224, 224)
+    preds = {p: memory.predict(make, shape, "training", p) for p in memory.PRECISIONS}
+    steps = {o: np.array(memory.simulate_step(make, o).timeline, dtype=float)
+             for o in memory.OPTIMIZERS}
+    return make, preds, steps
+
+
+def test_parameter_bytes_are_four_per_parameter(r18):
+    make, preds, _ = r18
+    model = make()
+    params = sum(p.numel() for p in model.parameters())
+    blocks = sum(memory.block_bytes(4 * p.numel()) for p in model.parameters())
+    _, parts = preds["fp32"].at(8)
+    assert parts["parameters"] == blocks
+    assert 4 * params <= blocks <= 4 * params + 512 * len(list(model.parameters()))
+
+
+def test_optimizer_state_is_0_1_2_times_parameters(r18):
+    _, preds, steps = r18
+    weights = preds["fp32"].at(1)[1]["parameters"]
+    state = {o: steps[o][-1, memory.CATEGORIES.index("optimizer")] for o in memory.OPTIMIZERS}
+    n_params = 62  # resnet18's parameter tensors: Adam keeps one step count (a 512-byte block) each
+    assert state == {"sgd": 0, "momentum": weights, "adamw": 2 * weights + n_params * 512}
+
+
+def test_activations_grow_linearly_with_batch(r18):
+    _, preds, _ = r18
+    act = [preds["fp32"].at(b)[1]["activations"] for b in (8, 16, 32)]
+    assert act[2] - act[1] == pytest.approx(2 * (act[1] - act[0]), rel=1e-6)
+    assert act[0] > 0
+
+
+def test_amp_reduces_saved_activations(r18):
+    _, preds, _ = r18
+    fp32 = preds["fp32"].at(32)[1]["activations"]
+    for p in ("fp16", "bf16"):
+        assert preds[p].at(32)[1]["activations"] < 0.75 * fp32
+
+
+def test_inplace_and_checkpointing_never_increase_the_peak():
+    from zoo.memory_stage import _inplace
+
+    entry = Entry("timm", "resnet18", "a1_in1k", 224)
+    make = lambda: build(entry, "meta")  # noqa: E731
+    base = memory.predict(make, (3, 96, 96), "training").at(16)[0]
+    inplace = memory.predict(lambda: _inplace(make()), (3, 96, 96), "training").at(16)[0]
+    ckpt = memory.predict(make, (3, 96, 96), "training", checkpointing=True).at(16)[0]
+    assert inplace <= base and ckpt < base
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="unknown precision"):
+        memory.simulate(mlp, (1024,), 2, "training", "fp8")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        memory.predict(mlp, (1024,), "training", optimizer="lion")

@@ -1,0 +1,168 @@
+"""The memory stage: for each model, predicted peak memory of inference and of one training step
+(batch sweep x optimizer x precision), the fitted law, the largest batch per GPU size and what the
+usual savings buy. Writes ``data/memory.csv``, ``data/memory-fit.csv``, ``data/memory-savings.csv``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from zoo import memory
+from zoo.build import build
+from zoo.catalogue import KEY, Entry
+from zoo.tables import DATA, merge, read_csv, write_csv
+
+BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+GPU_GB = [8, 12, 16, 24, 32, 40, 48, 80, 96, 141]
+# What a program cannot use of a card: the CUDA context (not seen by max_memory_allocated) and
+# headroom for the caching allocator's rounding to segments and fragmentation.
+CONTEXT_BYTES = 512 * 2**20
+ALLOCATOR_HEADROOM = 0.05
+SAVINGS_BATCH = 32
+
+
+def usable_bytes(gpu_gb: float) -> int:
+    """Bytes a step may peak at on a card sold as ``gpu_gb`` GB (taken as GiB of device memory)."""
+    return int((gpu_gb * 2**30 - CONTEXT_BYTES) * (1 - ALLOCATOR_HEADROOM))
+
+
+def predictions(make, shape) -> dict[tuple, memory.Prediction]:
+    """Every (mode, precision, optimizer) for one model; the forward/backward pass is simulated
+    once per precision and shared by the optimizers, whose step is simulated once each."""
+    out = {}
+    steps = {o: np.array(memory.simulate_step(make, o).timeline, dtype=float)
+             for o in memory.OPTIMIZERS}
+    for precision in memory.PRECISIONS:
+        out[("inference", precision, "")] = memory.predict(make, shape, "inference", precision)
+        fb = memory.predict(make, shape, "training", precision)
+        for o in memory.OPTIMIZERS:
+            out[("training", precision, o)] = dataclasses.replace(fb, optimizer=o, step=steps[o])
+    return out
+
+
+def savings(make, shape, preds, supports_checkpointing: bool) -> dict:
+    """Bytes saved at batch SAVINGS_BATCH against training in fp32 with AdamW."""
+    b = SAVINGS_BATCH
+    base = preds[("training", "fp32", "adamw")]
+    peak = base.at(b)[0]
+    row = {"batch": b, "peak_fp32_adamw_bytes": peak,
+           "saved_by_amp_bf16_bytes": peak - preds[("training", "bf16", "adamw")].at(b)[0],
+           "saved_by_sgd_bytes": peak - preds[("training", "fp32", "sgd")].at(b)[0],
+           "saved_by_accumulation_4x_bytes": peak - base.at(b // 4)[0]}
+    if any(getattr(m, "inplace", True) is False for m in make().modules()):
+        inplace = memory.predict(lambda: _inplace(make()), shape, "training", "fp32")
+        row["saved_by_inplace_bytes"] = peak - dataclasses.replace(
+            inplace, optimizer="adamw", step=base.step).at(b)[0]
+    else:  # every activation that can run in place already does
+        row["saved_by_inplace_bytes"] = 0
+    if supports_checkpointing:
+        ckpt = memory.predict(make, shape, "training", "fp32", checkpointing=True)
+        row["saved_by_checkpointing_bytes"] = peak - dataclasses.replace(
+            ckpt, optimizer="adamw", step=base.step).at(b)[0]
+    else:
+        row["saved_by_checkpointing_bytes"] = None
+    return row
+
+
+def _inplace(model):
+    """Every activation that can run in place does (``inplace=True``)."""
+    for m in model.modules():
+        if hasattr(m, "inplace") and isinstance(m.inplace, bool):
+            m.inplace = True
+    return model
+
+
+def memory_model(entry: Entry) -> dict:
+    make = lambda: build(entry, "meta")  # noqa: E731
+    shape = (3, entry.img_size, entry.img_size)
+    preds = predictions(make, shape)
+    key = dict(zip(KEY, entry.key))
+    rows, fits = [], []
+    for (mode, precision, optimizer), pred in preds.items():
+        for b in BATCHES:
+            peak, parts = pred.at(b)
+            rows.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
+                         "batch": b, "peak_bytes": peak, **{f"{c}_bytes": v for c, v in parts.items()}})
+        model_part, per_sample, worst = pred.law()
+        fits.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
+                     "model_bytes": model_part, "per_sample_bytes": per_sample,
+                     "worst_residual": worst,
+                     **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g)) for g in GPU_GB}})
+    ckpt = hasattr(make(), "set_grad_checkpointing")
+    return {"rows": rows, "fits": fits, "savings": [{**key, **savings(make, shape, preds, ckpt)}]}
+
+
+def _memory_or_fail(entry: Entry):
+    try:
+        return memory_model(entry), None
+    except Exception as exc:
+        msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return None, {**dict(zip(KEY, entry.key)), "stage": "memory", "error": msg[:300],
+                      "traceback": traceback.format_exc(limit=-3)}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
+        log=sys.stderr) -> dict:
+    data_dir = Path(data_dir)
+    workers = workers or min(len(entries), os.cpu_count() or 1)
+    rows, fits, saves, failures = [], [], [], []
+    start = time.perf_counter()
+
+    def record(i, entry, result, failure):
+        if failure:
+            failures.append(failure)
+            status = f"FAILED: {failure['error']}"
+        else:
+            rows.extend(result["rows"])
+            fits.extend(result["fits"])
+            saves.extend(result["savings"])
+            status = "ok"
+        print(f"[{i}/{len(entries)}] memory {entry.library} {entry.name} @{entry.img_size}: {status} "
+              f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
+              file=log, flush=True)
+
+    if workers <= 1:
+        for i, entry in enumerate(entries, 1):
+            record(i, entry, *_memory_or_fail(entry))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            futures = {pool.submit(_memory_or_fail, e): e for e in entries}
+            for i, fut in enumerate(as_completed(futures), 1):
+                try:
+                    result, failure = fut.result()
+                except Exception as exc:
+                    result, failure = None, {**dict(zip(KEY, futures[fut].key)), "stage": "memory",
+                                             "error": f"worker died: {exc}", "traceback": ""}
+                record(i, futures[fut], result, failure)
+    ran = {e.key for e in entries}
+    order = KEY + ["mode", "precision", "optimizer"]
+    for name, frame, sort in [("memory.csv", pd.DataFrame(rows), order + ["batch"]),
+                              ("memory-fit.csv", pd.DataFrame(fits), order),
+                              ("memory-savings.csv", pd.DataFrame(saves), KEY),
+                              ("memory-failures.csv",
+                               pd.DataFrame(failures, columns=KEY + ["stage", "error", "traceback"]),
+                               KEY)]:
+        if frame.empty and name != "memory-failures.csv":
+            continue
+        write_csv(merge(read_csv(data_dir / name), frame, ran, sort), data_dir / name)
+    seconds = time.perf_counter() - start
+    print(f"predicted memory of {len(entries) - len(failures)} of {len(entries)} models in "
+          f"{seconds:.0f}s, {len(failures)} failed -> {data_dir / 'memory.csv'}", file=log)
+    return {"models": len(entries), "failed": len(failures), "seconds": seconds}
