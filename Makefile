@@ -1,14 +1,15 @@
 # The data flow, one target per stage:
-#   zoo/catalogue.py (which models) -> zoo count (measure) -> data/*.csv -> site/ pages -> public/
+#   zoo/catalogue.py (which models) -> zoo count, zoo predict (measure) -> data/*.csv
+#   -> zoo site (charts and pages from data/ and site/) -> public/
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: zoo counts site serve test bench clean
+.PHONY: zoo counts memory site serve test bench clean
 
 # Set up .venv (once, and again when pyproject.toml changes), refresh data/, build the site.
-zoo: counts site
+zoo: counts memory site
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +18,9 @@ $(STAMP): pyproject.toml
 
 counts: $(STAMP)
 	$(PY) -m zoo count default
+
+memory: $(STAMP)
+	$(PY) -m zoo predict default
 
 site: $(STAMP)
 	$(PY) -m zoo site
@@ -29,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/count_speed.py
+	$(PY) benchmarks/memory_speed.py
 
 clean:
 	rm -rf public build .pytest_cache

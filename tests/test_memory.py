@@ -173,3 +173,14 @@ def test_bad_input_is_refused():
         memory.simulate(mlp, (1024,), 2, "training", "fp8")
     with pytest.raises(ValueError, match="unknown optimizer"):
         memory.predict(mlp, (1024,), "training", optimizer="lion")
+
+
+def test_fp16_and_bf16_autocast_need_the_same_memory(r18):
+    # the memory stage simulates bf16 once and reports it for fp16 too
+    _, preds, _ = r18
+    for b in (1, 16, 64):
+        assert preds["fp16"].at(b) == preds["bf16"].at(b)
+    entry = Entry("torchvision", "vit_b_16", "IMAGENET1K_V1", 224)
+    make = lambda: build(entry, "meta")  # noqa: E731
+    half = [memory.simulate(make, (3, 224, 224), 2, "inference", p).timeline for p in ("fp16", "bf16")]
+    assert half[0] == half[1]

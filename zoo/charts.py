@@ -142,3 +142,82 @@ def layer_macs(layers: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("mmacs:Q", format=".3f", title="MMACs")],
     ).interactive(bind_y=False).properties(
         width=WIDTH, height=220, title=_title("MACs per layer", counts))
+
+
+def memory_vs_batch(memory: pd.DataFrame, fits: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
+    """The survey's memory-vs-batch figure for every model (pick one in the menu): predicted peak
+    of a training step (fp32, AdamW) and of inference (fp32), with the fitted law as a line."""
+    keep = ((memory["mode"] == "training") & (memory["precision"] == "fp32")
+            & (memory["optimizer"] == "adamw")) | ((memory["mode"] == "inference")
+                                                   & (memory["precision"] == "fp32"))
+    df = memory[keep].copy()
+    df["model"] = df["arch"] + "." + df["weights"]
+    df["what"] = df["mode"].map({"training": "training step (AdamW)", "inference": "inference"})
+    df["peak_gib"] = df["peak_bytes"] / 2**30
+    law = fits[((fits["mode"] == "training") & (fits["precision"] == "fp32")
+                & (fits["optimizer"] == "adamw")) | ((fits["mode"] == "inference")
+                                                     & (fits["precision"] == "fp32"))].copy()
+    law["model"] = law["arch"] + "." + law["weights"]
+    law["what"] = law["mode"].map({"training": "training step (AdamW)", "inference": "inference"})
+    batches = pd.DataFrame({"batch": sorted(df["batch"].unique())})
+    law = law.merge(batches, how="cross")
+    law["law_gib"] = (law["model_bytes"] + law["batch"] * law["per_sample_bytes"]) / 2**30
+    models = sorted(df["model"].unique())
+    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
+    pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
+        options=models, name="model "))
+    points = alt.Chart(df).mark_point(filled=True, size=50).encode(
+        x=alt.X("batch:Q", scale=alt.Scale(type="log", base=2), title="batch size (log2)"),
+        y=alt.Y("peak_gib:Q", title="predicted peak memory (GiB)"),
+        color=alt.Color("what:N", title=None),
+        tooltip=["model:N", "what:N", "batch:Q", alt.Tooltip("peak_gib:Q", format=".3f",
+                                                           title="peak (GiB)")],
+    ).add_params(pick).transform_filter(pick)
+    lines = alt.Chart(law).mark_line(strokeDash=[4, 3]).encode(
+        x="batch:Q", y="law_gib:Q", color="what:N").transform_filter(pick)
+    return alt.layer(points, lines).properties(
+        width=WIDTH, height=360,
+        title=_title("Memory vs batch size (points: simulated; dashed: model part + batch x "
+                     "per-sample part)", counts))
+
+
+def memory_vs_params(fits: pd.DataFrame, counts: pd.DataFrame, batch: int = 32) -> alt.Chart:
+    df = fits[(fits["mode"] == "training") & (fits["precision"] == "fp32")
+              & (fits["optimizer"] == "adamw")].merge(
+        counts[["library", "arch", "weights", "img_size", "params", "family"]])
+    df["model"] = df["arch"] + "." + df["weights"]
+    df["params_m"] = df["params"] / 1e6
+    df["peak_gib"] = (df["model_bytes"] + batch * df["per_sample_bytes"]) / 2**30
+    families = _family_legend_selection()
+    return alt.Chart(df).mark_circle(size=60).encode(
+        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
+        y=alt.Y("peak_gib:Q", scale=alt.Scale(type="log"),
+                title=f"training memory at batch {batch} (GiB, log)"),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20"),
+                        legend=alt.Legend(symbolLimit=0)),
+        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
+        tooltip=["model:N", alt.Tooltip("params_m:Q", format=".2f"),
+                 alt.Tooltip("peak_gib:Q", format=".3f")],
+    ).add_params(families).interactive().properties(
+        width=WIDTH, height=HEIGHT,
+        title=_title(f"Memory vs parameters (training, fp32, AdamW, batch {batch})", counts))
+
+
+def memory_breakdown(memory: pd.DataFrame, counts: pd.DataFrame, batch: int = 32) -> alt.Chart:
+    """Training memory at the peak, stacked by category, one bar per model."""
+    df = memory[(memory["mode"] == "training") & (memory["precision"] == "fp32")
+                & (memory["optimizer"] == "adamw") & (memory["batch"] == batch)].copy()
+    df["model"] = df["arch"] + "." + df["weights"]
+    cats = [c for c in df.columns if c.endswith("_bytes") and c != "peak_bytes"]
+    long = df.melt(id_vars=["model", "peak_bytes"], value_vars=cats, var_name="category",
+                   value_name="bytes")
+    long["category"] = long["category"].str.removesuffix("_bytes")
+    long["gib"] = long["bytes"] / 2**30
+    return alt.Chart(long).mark_bar().encode(
+        y=alt.Y("model:N", sort=alt.EncodingSortField("peak_bytes", order="descending"), title=None,
+                axis=alt.Axis(labelFontSize=8)),
+        x=alt.X("gib:Q", title=f"GiB at the peak (training, fp32, AdamW, batch {batch})"),
+        color=alt.Color("category:N", title="category"),
+        tooltip=["model:N", "category:N", alt.Tooltip("gib:Q", format=".3f")],
+    ).properties(width=WIDTH - 200, height=alt.Step(9),
+                 title=_title("Where training memory goes, at the peak", counts))

@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo count``, ``zoo site``."""
+"""The ``zoo`` command: ``zoo list``, ``zoo count``, ``zoo predict``, ``zoo memory``, ``zoo site``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
     count.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
     count.add_argument("--timm-results", default=None,
                        help="path or URL of timm's results-imagenet.csv")
+    pred = sub.add_parser("predict", help="predict memory (all batch sizes, optimizers, "
+                                         "precisions) into data/memory*.csv")
+    pred.add_argument("models", nargs="*", default=["default"], help="as for 'zoo list'")
+    pred.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
+
     mem = sub.add_parser("memory", help="predict the GPU memory of one model's training step or "
                                            "inference, without a GPU")
     mem.add_argument("model", help="a zoo model (as for 'zoo list'; the first match is used) or "
@@ -75,4 +80,10 @@ def main(argv=None) -> int:
 
         summary = counts.run(entries, args.data or DATA, args.timm_results)
         return 0 if summary["counted"] else 1
+    if args.command == "predict":
+        from zoo import memory_stage
+        from zoo.tables import DATA
+
+        summary = memory_stage.run(entries, args.data or DATA)
+        return 0 if summary["failed"] < summary["models"] else 1
     return 2

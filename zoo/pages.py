@@ -140,8 +140,24 @@ def model_index(counts: pd.DataFrame) -> str:
             "[LaTeX](downloads/zoo.tex)\n")
 
 
+def memory_section(fits: pd.DataFrame | None, counts: pd.DataFrame) -> str:
+    if fits is None or fits.empty:
+        return ""
+    view = pd.DataFrame({
+        "mode": fits["mode"], "precision": fits["precision"], "optimizer": fits["optimizer"],
+        "model part (MiB)": (fits["model_bytes"] / 2**20).map("{:.1f}".format),
+        "per sample (MiB)": (fits["per_sample_bytes"] / 2**20).map("{:.2f}".format),
+        "peak at batch 32 (MiB)": ((fits["model_bytes"] + 32 * fits["per_sample_bytes"])
+                                   / 2**20).map("{:.0f}".format),
+        "max batch 24 GB": fits["max_batch_24gb"].astype(str),
+        "max batch 80 GB": fits["max_batch_80gb"].astype(str)})
+    return ("## Memory\n\nPredicted GPU memory (see [Memory](../memory.md)): the fitted law "
+            "peak = model part + batch x per-sample part, and the largest batch that fits.\n\n"
+            + table_md(view, counts))
+
+
 def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame,
-               counts: pd.DataFrame, layer_spec: dict) -> str:
+               counts: pd.DataFrame, layer_spec: dict, memory_fits: pd.DataFrame | None = None) -> str:
     name = f"{row['arch']}.{row['weights']}"
     key_numbers = pd.DataFrame([
         ("library", row["library"]), ("architecture", row["arch"]), ("weights", row["weights"]),
@@ -170,6 +186,7 @@ def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame
         + f"**Accuracy source:** {source}.\n\n"
         + "## Where the counters differ\n\nGMACs per op category.\n\n" + table_md(by_cat, counts)
         + (f"What the counters could not count:\n\n{note_lines}\n" if note_lines else "")
+        + memory_section(memory_fits, counts)
         + "## Layers\n\n" + chart_html("layers", layer_spec, download=False)
         + "Leaf modules in call order, from the reference counter (batch 1).\n\n"
         + table_md(table, counts)
@@ -187,4 +204,70 @@ def data_page(counts: pd.DataFrame, files: list[str], bibtex: str) -> str:
         "repository. Please cite the original survey too: Canziani, Paszke, Culurciello, "
         "*An Analysis of Deep Neural Network Models for Practical Applications*, "
         "arXiv:1605.07678 (2016).\n"
+    )
+
+
+def memory_page(counts: pd.DataFrame, fits: pd.DataFrame, savings: pd.DataFrame,
+                measured: pd.DataFrame | None, specs: dict, reserve: str) -> str:
+    from zoo.memory_stage import GPU_GB
+
+    def fit_table(mode, precision, optimizer):
+        df = fits[(fits["mode"] == mode) & (fits["precision"] == precision)
+                  & (fits["optimizer"].fillna("") == optimizer)].copy()
+        view = pd.DataFrame({"model": df["arch"] + "." + df["weights"],
+                             "img": df["img_size"].astype(str),
+                             "model part (MiB)": (df["model_bytes"] / 2**20).map("{:.1f}".format),
+                             "per sample (MiB)": (df["per_sample_bytes"] / 2**20).map("{:.2f}".format),
+                             "worst residual": (100 * df["worst_residual"]).map("{:.1f}%".format)})
+        for g in GPU_GB:
+            view[f"{g} GB"] = df[f"max_batch_{g}gb"].astype(str).values
+        return view
+
+    sv = savings.copy()
+    save_view = pd.DataFrame({
+        "model": sv["arch"] + "." + sv["weights"],
+        "peak fp32 AdamW (MiB)": (sv["peak_fp32_adamw_bytes"] / 2**20).map("{:.0f}".format)})
+    for col, label in [("saved_by_amp_bf16_bytes", "AMP bf16"), ("saved_by_checkpointing_bytes",
+                                                                 "checkpointing"),
+                       ("saved_by_sgd_bytes", "SGD not AdamW"),
+                       ("saved_by_inplace_bytes", "in-place activations"),
+                       ("saved_by_accumulation_4x_bytes", "batch/4 x 4 accumulation")]:
+        save_view[f"{label} (MiB)"] = (sv[col] / 2**20).map(lambda x: "" if pd.isna(x) else f"{x:.0f}")
+    if measured is not None and not measured.empty:
+        err = measured["rel_error"].abs()
+        meas = (f"{len(measured)} configurations measured on {measured['device'].iloc[0]}: "
+                f"median |error| {100 * err.median():.1f}%, worst {100 * err.max():.1f}%.\n\n"
+                + table_md(measured.drop(columns=[c for c in measured.columns
+                                                  if c.endswith("_version")]).map(_fmt4), counts,
+                           "memory-measured"))
+    else:
+        meas = ("No GPU measurement is in `data/memory-measured.csv` yet: run `scripts/gpu-check` "
+                "on a CUDA machine to add one; each measured row appears here beside its "
+                "prediction.\n\n")
+    return (
+        "# Memory\n\n" + GENERATED
+        + "Predicted without a GPU: one training step (forward, backward, optimizer step) and one "
+        "inference pass are simulated on fake tensors that have shapes but no storage, with every "
+        "storage's life tracked and each block rounded as CUDA's caching allocator does. The "
+        "figure is what `torch.cuda.max_memory_allocated()` would report; see "
+        "[Methods](methods.md).\n\n"
+        + chart_html("memory-vs-batch", specs["memory-vs-batch"])
+        + "The law of the source document holds: memory = a model part (parameters, gradients, "
+        "optimizer state, workspace) + batch x a per-sample part (saved activations). The table "
+        "below gives both terms of the least-squares fit over batch 1-256 and its worst "
+        "residual.\n\n"
+        + chart_html("memory-vs-params", specs["memory-vs-params"])
+        + chart_html("memory-breakdown", specs["memory-breakdown"])
+        + f"## Will it fit?\n\nThe largest batch whose predicted peak fits on each card. {reserve}\n\n"
+        "### Training, fp32, AdamW\n\n" + table_md(fit_table("training", "fp32", "adamw"), counts,
+                                                  "fit-training-fp32-adamw")
+        + "### Training, AMP bf16, AdamW\n\n" + table_md(fit_table("training", "bf16", "adamw"),
+                                                        counts, "fit-training-bf16-adamw")
+        + "### Inference, fp16\n\n" + table_md(fit_table("inference", "fp16", ""), counts,
+                                               "fit-inference-fp16")
+        + "## What the usual savings buy\n\nBytes saved against training in fp32 with AdamW at "
+        "batch 32. Checkpointing where the model supports it (timm's `set_grad_checkpointing`); "
+        "accumulation: batch 8 four times instead of 32 once.\n\n"
+        + table_md(save_view, counts, "memory-savings")
+        + "## Predicted vs measured\n\n" + meas
     )

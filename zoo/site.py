@@ -114,7 +114,7 @@ def category_table(ops: pd.DataFrame) -> pd.DataFrame:
     return pivot.reset_index().map(lambda x: f"{x:.3f}" if isinstance(x, float) else x)
 
 
-def methods_values(counts: pd.DataFrame, layers: pd.DataFrame) -> dict:
+def methods_values(counts: pd.DataFrame, layers: pd.DataFrame, fits: pd.DataFrame) -> dict:
     from torchvision.models import get_model_weights
 
     tv = counts[counts.library == "torchvision"]
@@ -126,7 +126,17 @@ def methods_values(counts: pd.DataFrame, layers: pd.DataFrame) -> dict:
     lay = layers[(layers.library == "torchvision") & (layers.arch == "resnet50")
                  & (layers.weights == r50.weights)].set_index("module")
     mib = r50.params * 4 / 2**20
+    law = "run `make zoo` to predict memory"
+    if not fits.empty:
+        f = fits[(fits.library == "torchvision") & (fits.arch == "resnet50") & (fits.weights == r50.weights)
+                 & (fits["mode"] == "training") & (fits.precision == "fp32") & (fits.optimizer == "adamw")]
+        if not f.empty:
+            f = f.iloc[0]
+            law = (f"{f.model_bytes / 2**20:.0f} MiB + batch x {f.per_sample_bytes / 2**20:.1f} MiB "
+                   f"(worst residual {100 * f.worst_residual:.1f}% over batch 1-256; at batch 32, "
+                   f"{(f.model_bytes + 32 * f.per_sample_bytes) / 2**30:.2f} GiB)")
     return {
+        "r50_law": law,
         "tv_matched": matched, "tv_total": len(tv),
         "train_ratio_min": f"{ratio.min():.2f}", "train_ratio_max": f"{ratio.max():.2f}",
         "train_ratio_median": f"{statistics.median(ratio):.2f}",
@@ -191,8 +201,9 @@ def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
     (docs / "figures.md").write_text(pages.figures(counts, specs))
     (docs / "counters.md").write_text(pages.counters(ctable, cats, counts, specs["counter-ratios"]))
     (docs / "models.md").write_text(pages.model_index(counts))
-    (docs / "methods.md").write_text(
-        fill((SOURCES / "methods.md").read_text(), methods_values(counts, layers)))
+    (docs / "methods.md").write_text(fill((SOURCES / "methods.md").read_text(), methods_values(
+        counts, layers, read_csv(data_dir / "memory-fit.csv"))))
+    files += _memory_pages(data_dir, docs, counts)
     (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
     model_dir = docs / "models"
     model_dir.mkdir()
@@ -200,17 +211,54 @@ def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
     ops_by_key = {k: g for k, g in ops.groupby(KEY, sort=False)}
     notes_by_key = {k: g for k, g in notes.groupby(KEY, sort=False)} if not notes.empty else {}
     empty_layers = layers.iloc[:0]
+    fits = read_csv(data_dir / "memory-fit.csv")
+    if not fits.empty:
+        fits["optimizer"] = fits["optimizer"].fillna("")
+    fits_by_key = {k: g for k, g in fits.groupby(KEY, sort=False)} if not fits.empty else {}
     for _, row in counts.iterrows():
         key = tuple(row[KEY])
         lay = by_key.get(key, empty_layers)
         text = pages.model_page(row, lay, ops_by_key.get(key, ops.iloc[:0]),
                                 notes_by_key.get(key, notes.iloc[:0]), counts,
-                                charts.layer_macs(lay, counts).to_dict())
+                                charts.layer_macs(lay, counts).to_dict(), fits_by_key.get(key))
         (model_dir / f"{pages.model_slug(row)}.md").write_text(text)
-    summary = {"pages": 6 + len(counts), "downloads": len(files)}
+    summary = {"pages": 7 + len(counts), "downloads": len(files)}
     print(f"generated {summary['pages']} pages and {summary['downloads']} downloads in {docs}",
           file=log)
     return summary
+
+
+def _memory_pages(data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]:
+    """The Memory page, when the memory stage has run."""
+    from zoo import memory_stage
+
+    mem, fits = read_csv(data_dir / "memory.csv"), read_csv(data_dir / "memory-fit.csv")
+    if mem.empty or fits.empty:
+        (docs / "memory.md").write_text("# Memory\n\n" + pages.GENERATED
+                                        + "Run `make zoo` to predict memory.\n")
+        return []
+    mem["optimizer"] = mem["optimizer"].fillna("")
+    fits["optimizer"] = fits["optimizer"].fillna("")
+    savings = read_csv(data_dir / "memory-savings.csv")
+    measured_path = data_dir / "memory-measured.csv"
+    measured = read_csv(measured_path) if measured_path.exists() else None
+    specs = {"memory-vs-batch": charts.memory_vs_batch(mem, fits, counts).to_dict(),
+             "memory-vs-params": charts.memory_vs_params(fits, counts).to_dict(),
+             "memory-breakdown": charts.memory_breakdown(mem, counts).to_dict()}
+    downloads = docs / "downloads"
+    files = []
+    for name, spec in specs.items():
+        files += export_chart(spec, name, downloads)
+    reserve = (f"Usable memory = (card size - {memory_stage.CONTEXT_BYTES // 2**20} MiB for the CUDA "
+               f"context) x {1 - memory_stage.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
+               "segments and fragmentation; card sizes are taken as GiB.")
+    text = pages.memory_page(counts, fits, savings, measured, specs, reserve)
+    (docs / "memory.md").write_text(text)
+    for name in ("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"):
+        if (data_dir / name).exists():
+            shutil.copy(data_dir / name, downloads / name)
+            files.append(name)
+    return files
 
 
 def build(data_dir: Path = DATA, log=sys.stderr) -> dict:
