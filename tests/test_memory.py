@@ -184,3 +184,33 @@ def test_fp16_and_bf16_autocast_need_the_same_memory(r18):
     make = lambda: build(entry, "meta")  # noqa: E731
     half = [memory.simulate(make, (3, 224, 224), 2, "inference", p).timeline for p in ("fp16", "bf16")]
     assert half[0] == half[1]
+
+
+def test_memory_stage_writes_rows_and_records_failures(tmp_path):
+    import io
+
+    import pandas as pd
+
+    from zoo import memory_stage
+
+    good = Entry("torchvision", "squeezenet1_1", "IMAGENET1K_V1", 224)
+    broken = Entry("torchvision", "no_such_builder", "IMAGENET1K_V1", 224)
+    log = io.StringIO()
+    summary = memory_stage.run([broken, good], tmp_path, workers=1, log=log)
+    assert summary["failed"] == 1
+    assert pd.read_csv(tmp_path / "memory-failures.csv")["arch"].tolist() == ["no_such_builder"]
+    rows = pd.read_csv(tmp_path / "memory.csv")
+    assert len(rows) == len(memory_stage.BATCHES) * (3 + 3 * 3)  # inference x3, training x3x3
+    parts = rows[[f"{c}_bytes" for c in memory.CATEGORIES]].sum(axis=1)
+    assert (parts == rows["peak_bytes"]).all()
+    fits = pd.read_csv(tmp_path / "memory-fit.csv")
+    sizes = [f"max_batch_{g}gb" for g in memory_stage.GPU_GB]
+    assert (fits[sizes].diff(axis=1).fillna(0) >= 0).all().all()  # a bigger card fits more
+    assert fits["worst_residual"].max() < 0.1
+    assert "1 failed" in log.getvalue().splitlines()[-1]
+
+
+def test_usable_bytes_states_the_reserve():
+    from zoo.memory_stage import usable_bytes
+
+    assert usable_bytes(24) == int((24 * 2**30 - 512 * 2**20) * 0.95)

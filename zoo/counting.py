@@ -64,14 +64,31 @@ NOT_COUNTED = {
 }
 
 
+ACTIVATIONS = ("relu", "gelu", "silu", "swish", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+               "hardtanh", "mish", "elu", "softmax", "prelu", "leakyrelu", "identity")
+
+
 def op_category(op: str) -> str:
+    """The breakdown's category of an op, whichever counter named it: torch's ``aten.convolution``,
+    fvcore's ``batch_norm``, or thop's module type ``BatchNorm2d``."""
     name = op.split("::")[-1].split(".")[-1] if "::" in op else op.rsplit(".", 1)[-1]
     if name in OP_CATEGORIES:
         return OP_CATEGORIES[name]
-    if "attention" in name:
+    low = name.lower()
+    if "attention" in low:
         return "attention"
-    if name.endswith("_backward"):
+    if low.endswith("_backward"):
         return "backward"
+    if low.startswith("conv"):
+        return "conv"
+    if "linear" in low:
+        return "linear"
+    if "norm" in low:
+        return "norm"
+    if "pool" in low:
+        return "pool"
+    if low.startswith(ACTIVATIONS) or low.rstrip("_") in ACTIVATIONS:
+        return "activation"
     return "other"
 
 

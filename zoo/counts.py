@@ -13,12 +13,8 @@ One model failing is recorded and the run goes on.
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +25,7 @@ from zoo.build import build, example_input, param_count
 from zoo.catalogue import KEY, Entry
 from zoo.counters import COUNTERS, versions
 from zoo.counting import count_forward, count_training_flops, op_category
+from zoo.runner import each_model, error_line
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 COUNT_COLUMNS = KEY + [
@@ -37,10 +34,6 @@ COUNT_COLUMNS = KEY + [
     "zoo_version", "torch_version", "torchvision_version", "timm_version", "thop_version",
     "fvcore_version",
 ]
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
 
 
 def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
@@ -65,12 +58,12 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
                 notes.append({**key, "counter": name, "status": "partial", "note": res.note})
         except Exception as exc:  # a counter that fails leaves its cell empty, with the reason
             row[f"gmacs_{name}"] = None
-            notes.append({**key, "counter": name, "status": "failed", "note": _error(exc)})
+            notes.append({**key, "counter": name, "status": "failed", "note": error_line(exc)})
     try:
         row["gflops_train"] = count_training_flops(build(entry, "meta"), example_input(entry)) / 1e9
     except Exception as exc:
         row["gflops_train"] = None
-        notes.append({**key, "counter": "reference-train", "status": "failed", "note": _error(exc)})
+        notes.append({**key, "counter": "reference-train", "status": "failed", "note": error_line(exc)})
     acc = book.lookup(entry)
     row.update(acc if acc is not None else {"top1": None, "top5": None, "acc_source": None})
     row.update({"zoo_version": zoo.__version__, **lib_versions})
@@ -78,28 +71,18 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
     return {"row": row, "ops": ops, "notes": notes, "layers": layers}
 
 
-def _count_or_fail(entry: Entry, timm_results: str | None, lib_versions: dict) -> tuple[dict | None, dict | None]:
-    """Runs in a worker process: (result, None), or (None, failure row)."""
-    try:
-        return count_model(entry, _book(timm_results), lib_versions), None
-    except Exception as exc:
-        return None, {**dict(zip(KEY, entry.key)), "stage": "count", "error": _error(exc),
-                      "traceback": traceback.format_exc(limit=-3)}
+def _count(entry: Entry, timm_results: str | None, lib_versions: dict) -> dict:
+    return count_model(entry, _book(timm_results), lib_versions)
 
 
 _BOOKS: dict = {}
 
 
 def _book(timm_results: str | None) -> AccuracyBook:
+    """One accuracy book per process and source (the timm table is read once)."""
     if timm_results not in _BOOKS:
         _BOOKS[timm_results] = AccuracyBook(timm_results)
     return _BOOKS[timm_results]
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one model per core
 
 
 def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = None,
@@ -111,11 +94,11 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
     if book.error:
         print(f"warning: {book.error}; keeping the timm accuracy already in data/", file=log)
     lib_versions = versions()
-    workers = workers or min(len(entries), os.cpu_count() or 1)
     rows, ops, notes, layers, failures = [], [], [], [], []
     start = time.perf_counter()
 
-    def record(i, entry, result, failure):
+    for i, entry, result, failure in each_model(entries, _count, "count", timm_results,
+                                                 lib_versions, workers=workers):
         if failure:
             failures.append(failure)
             status = f"FAILED: {failure['error']}"
@@ -128,22 +111,6 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
         print(f"[{i}/{len(entries)}] {entry.library} {entry.name} @{entry.img_size}: {status} "
               f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
               file=log, flush=True)
-
-    if workers <= 1:
-        for i, entry in enumerate(entries, 1):
-            record(i, entry, *_count_or_fail(entry, timm_results, lib_versions))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_count_or_fail, e, timm_results, lib_versions): e for e in entries}
-            for i, fut in enumerate(as_completed(futures), 1):
-                entry = futures[fut]
-                try:
-                    result, failure = fut.result()
-                except Exception as exc:  # the worker process itself died
-                    result, failure = None, {**dict(zip(KEY, entry.key)), "stage": "count",
-                                             "error": f"worker died: {_error(exc)}", "traceback": ""}
-                record(i, entry, result, failure)
 
     ran = {e.key for e in entries}
     counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)

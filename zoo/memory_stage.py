@@ -6,12 +6,8 @@ usual savings buy. Writes ``data/memory.csv``, ``data/memory-fit.csv``, ``data/m
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
-import os
 import sys
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,7 @@ import pandas as pd
 from zoo import memory
 from zoo.build import build
 from zoo.catalogue import KEY, Entry
+from zoo.runner import each_model
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -107,29 +104,14 @@ def memory_model(entry: Entry) -> dict:
     return {"rows": rows, "fits": fits, "savings": [{**key, **savings(make, shape, preds, ckpt)}]}
 
 
-def _memory_or_fail(entry: Entry):
-    try:
-        return memory_model(entry), None
-    except Exception as exc:
-        msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        return None, {**dict(zip(KEY, entry.key)), "stage": "memory", "error": msg[:300],
-                      "traceback": traceback.format_exc(limit=-3)}
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
         log=sys.stderr) -> dict:
     data_dir = Path(data_dir)
-    workers = workers or min(len(entries), os.cpu_count() or 1)
     rows, fits, saves, failures = [], [], [], []
     start = time.perf_counter()
 
-    def record(i, entry, result, failure):
+    for i, entry, result, failure in each_model(entries, memory_model, "memory",
+                                                 workers=workers):
         if failure:
             failures.append(failure)
             status = f"FAILED: {failure['error']}"
@@ -142,20 +124,6 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
               f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
               file=log, flush=True)
 
-    if workers <= 1:
-        for i, entry in enumerate(entries, 1):
-            record(i, entry, *_memory_or_fail(entry))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            futures = {pool.submit(_memory_or_fail, e): e for e in entries}
-            for i, fut in enumerate(as_completed(futures), 1):
-                try:
-                    result, failure = fut.result()
-                except Exception as exc:
-                    result, failure = None, {**dict(zip(KEY, futures[fut].key)), "stage": "memory",
-                                             "error": f"worker died: {exc}", "traceback": ""}
-                record(i, futures[fut], result, failure)
     ran = {e.key for e in entries}
     order = KEY + ["mode", "precision", "optimizer"]
     for name, frame, sort in [("memory.csv", pd.DataFrame(rows), order + ["batch"]),

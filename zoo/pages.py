@@ -174,7 +174,7 @@ def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame
         "no published ImageNet-1k figure for this weight"
     by_cat = ops.pivot_table(index="category", columns="counter", values="gmacs", aggfunc="sum")
     by_cat = by_cat.reindex(columns=[c for c in ("reference", "thop", "fvcore", "torch")
-                                     if c in by_cat.columns])
+                                     if c in by_cat.columns]).fillna(0.0)
     by_cat = by_cat.reset_index().map(lambda x: f"{x:.4f}" if isinstance(x, float) else x)
     note_lines = "".join(f"- **{n.counter}** ({n.status}): {n.note}\n" for n in notes.itertuples())
     table = layers[["module", "type", "output_shape", "params", "gmacs"]].copy()

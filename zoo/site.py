@@ -110,7 +110,7 @@ def counters_table(counts: pd.DataFrame) -> pd.DataFrame:
 def category_table(ops: pd.DataFrame) -> pd.DataFrame:
     pivot = ops.pivot_table(index="category", columns="counter", values="gmacs", aggfunc="sum")
     pivot = pivot.reindex(columns=[c for c in ("reference", "thop", "fvcore", "torch")
-                                   if c in pivot.columns])
+                                   if c in pivot.columns]).fillna(0.0)
     return pivot.reset_index().map(lambda x: f"{x:.3f}" if isinstance(x, float) else x)
 
 

@@ -1,0 +1,59 @@
+"""Run one job per model, in worker processes, where a failure becomes a row instead of a crash.
+
+Each stage (counts, memory) hands ``each_model`` a module-level function ``job(entry, *args)``;
+what comes back, in completion order, is ``(i, entry, result, failure)`` with exactly one of
+result and failure set. A worker process that dies takes only its model down.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from zoo.catalogue import KEY, Entry
+
+
+def error_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
+
+
+def failure_row(entry: Entry, stage: str, error: str, tb: str = "") -> dict:
+    return {**dict(zip(KEY, entry.key)), "stage": stage, "error": error, "traceback": tb}
+
+
+def _guarded(job, stage: str, entry: Entry, *args):
+    try:
+        return job(entry, *args), None
+    except Exception as exc:
+        return None, failure_row(entry, stage, error_line(exc), traceback.format_exc(limit=-3))
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one model per core
+
+
+def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None):
+    """Yields ``(i, entry, result, failure)`` for every entry; ``job(entry, *args)`` runs in one of
+    ``workers`` processes (one per core by default; 1 runs here, in order)."""
+    workers = workers or min(len(entries), os.cpu_count() or 1)
+    run = functools.partial(_guarded, job, stage)
+    if workers <= 1:
+        for i, entry in enumerate(entries, 1):
+            yield (i, entry, *run(entry, *args))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
+        futures = {pool.submit(run, e, *args): e for e in entries}
+        for i, fut in enumerate(as_completed(futures), 1):
+            entry = futures[fut]
+            try:
+                result, failure = fut.result()
+            except Exception as exc:  # the worker process itself died
+                result, failure = None, failure_row(entry, stage, f"worker died: {error_line(exc)}")
+            yield i, entry, result, failure
