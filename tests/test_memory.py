@@ -194,13 +194,17 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
     from zoo import memory_stage
 
     good = Entry("torchvision", "squeezenet1_1", "IMAGENET1K_V1", 224)
+    sibling = Entry("torchvision", "squeezenet1_1", "OTHER_WEIGHTS", 224)  # same architecture
     broken = Entry("torchvision", "no_such_builder", "IMAGENET1K_V1", 224)
     log = io.StringIO()
-    summary = memory_stage.run([broken, good], tmp_path, workers=1, log=log)
+    summary = memory_stage.run([broken, good, sibling], tmp_path, workers=1, log=log)
     assert summary["failed"] == 1
     assert pd.read_csv(tmp_path / "memory-failures.csv")["arch"].tolist() == ["no_such_builder"]
-    rows = pd.read_csv(tmp_path / "memory.csv")
+    every = pd.read_csv(tmp_path / "memory.csv")
+    rows = every[every.weights == "IMAGENET1K_V1"]
     assert len(rows) == len(memory_stage.BATCHES) * (3 + 3 * 3)  # inference x3, training x3x3
+    other = every[every.weights == "OTHER_WEIGHTS"]
+    assert other.drop(columns="weights").values.tolist() == rows.drop(columns="weights").values.tolist()
     parts = rows[[f"{c}_bytes" for c in memory.CATEGORIES]].sum(axis=1)
     assert (parts == rows["peak_bytes"]).all()
     fits = pd.read_csv(tmp_path / "memory-fit.csv")

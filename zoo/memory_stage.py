@@ -62,18 +62,26 @@ def savings(make, shape, preds, supports_checkpointing: bool) -> dict:
            "saved_by_sgd_bytes": peak - preds[("training", "fp32", "sgd")].at(b)[0],
            "saved_by_accumulation_4x_bytes": peak - base.at(b // 4)[0]}
     if any(getattr(m, "inplace", True) is False for m in make().modules()):
-        inplace = memory.predict(lambda: _inplace(make()), shape, "training", "fp32")
-        row["saved_by_inplace_bytes"] = peak - dataclasses.replace(
-            inplace, optimizer="adamw", step=base.step).at(b)[0]
+        row["saved_by_inplace_bytes"] = _saved(peak, lambda: memory.predict(
+            lambda: _inplace(make()), shape, "training", "fp32"), base)
     else:  # every activation that can run in place already does
         row["saved_by_inplace_bytes"] = 0
+    row["saved_by_checkpointing_bytes"] = None
     if supports_checkpointing:
-        ckpt = memory.predict(make, shape, "training", "fp32", checkpointing=True)
-        row["saved_by_checkpointing_bytes"] = peak - dataclasses.replace(
-            ckpt, optimizer="adamw", step=base.step).at(b)[0]
-    else:
-        row["saved_by_checkpointing_bytes"] = None
+        row["saved_by_checkpointing_bytes"] = _saved(peak, lambda: memory.predict(
+            make, shape, "training", "fp32", checkpointing=True), base)
     return row
+
+
+def _saved(peak: int, predict_variant, base: memory.Prediction) -> int | None:
+    """Bytes a variant of the model saves at SAVINGS_BATCH, with the base's optimizer step;
+    None where the model cannot run that way (e.g. an activation after a split cannot be in
+    place)."""
+    try:
+        variant = predict_variant()
+    except RuntimeError:
+        return None
+    return peak - dataclasses.replace(variant, optimizer="adamw", step=base.step).at(SAVINGS_BATCH)[0]
 
 
 def _inplace(model):
@@ -109,19 +117,23 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
     data_dir = Path(data_dir)
     rows, fits, saves, failures = [], [], [], []
     start = time.perf_counter()
-
-    for i, entry, result, failure in each_model(entries, memory_model, "memory",
-                                                 workers=workers):
-        if failure:
-            failures.append(failure)
-            status = f"FAILED: {failure['error']}"
-        else:
-            rows.extend(result["rows"])
-            fits.extend(result["fits"])
-            saves.extend(result["savings"])
-            status = "ok"
-        print(f"[{i}/{len(entries)}] memory {entry.library} {entry.name} @{entry.img_size}: {status} "
-              f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
+    # Weights of one architecture at one image size share their memory: simulate it once.
+    siblings: dict[tuple, list[Entry]] = {}
+    for e in entries:
+        siblings.setdefault((e.library, e.arch, e.img_size), []).append(e)
+    firsts = [group[0] for group in siblings.values()]
+    for i, entry, result, failure in each_model(firsts, memory_model, "memory", workers=workers):
+        for sib in siblings[(entry.library, entry.arch, entry.img_size)]:
+            if failure:
+                failures.append({**failure, "weights": sib.weights})
+            else:
+                rows.extend({**r, "weights": sib.weights} for r in result["rows"])
+                fits.extend({**r, "weights": sib.weights} for r in result["fits"])
+                saves.extend({**r, "weights": sib.weights} for r in result["savings"])
+        status = f"FAILED: {failure['error']}" if failure else "ok"
+        names = ", ".join(s.weights for s in siblings[(entry.library, entry.arch, entry.img_size)])
+        print(f"[{i}/{len(firsts)}] memory {entry.library} {entry.arch} ({names}) @{entry.img_size}: "
+              f"{status} [{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
               file=log, flush=True)
 
     ran = {e.key for e in entries}

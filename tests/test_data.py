@@ -1,0 +1,60 @@
+"""The committed data/ against the catalogue and the published references (no model is built)."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from torchvision.models import get_model_weights
+
+from zoo.catalogue import KEY, default_zoo
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def counts():
+    return pd.read_csv(DATA / "counts.csv")
+
+
+def keys(df):
+    return set(df[KEY].itertuples(index=False, name=None))
+
+
+def test_every_model_is_counted_or_recorded_as_failed(counts):
+    failed = pd.read_csv(DATA / "failures.csv")
+    assert keys(counts) | keys(failed) == {e.key for e in default_zoo()}
+    assert not keys(counts) & keys(failed)
+
+
+def test_torchvision_rows_match_published_meta(counts):
+    tv = counts[counts.library == "torchvision"]
+    for row in tv.itertuples():
+        meta = get_model_weights(row.arch)[row.weights].meta
+        assert abs(row.gmacs - meta["_ops"]) <= max(1e-3 * meta["_ops"], 5e-4), row.arch
+        if row.arch != "inception_v3":  # deployed without its aux head, see test_torchvision_published
+            assert row.params == meta["num_params"], row.arch
+        acc = meta.get("_metrics", {}).get("ImageNet-1K")
+        if acc:
+            assert (row.top1, row.top5) == (acc["acc@1"], acc["acc@5"])
+
+
+def test_every_accuracy_has_its_source(counts):
+    with_acc = counts.dropna(subset=["top1"])
+    assert with_acc["acc_source"].fillna("").str.len().gt(0).all()
+    assert counts[counts.top1.isna()]["acc_source"].fillna("").eq("").all()
+    assert len(with_acc) >= 0.95 * len(counts)
+
+
+def test_training_flops_are_about_three_forwards(counts):
+    ratio = counts["gflops_train"] / (2 * counts["gmacs"])
+    assert ratio.between(2.0, 3.2).all(), counts.loc[~ratio.between(2.0, 3.2), "arch"].tolist()
+
+
+def test_memory_covers_the_counted_models(counts):
+    fits = pd.read_csv(DATA / "memory-fit.csv")
+    failed = pd.read_csv(DATA / "memory-failures.csv")
+    assert keys(fits) | keys(failed) >= keys(counts)
+    adamw = fits[(fits["mode"] == "training") & (fits.optimizer == "adamw")]
+    sgd = fits[(fits["mode"] == "training") & (fits.optimizer == "sgd")]
+    merged = adamw.merge(sgd, on=KEY + ["precision"], suffixes=("_adamw", "_sgd"))
+    assert (merged.model_bytes_adamw > merged.model_bytes_sgd).all()
