@@ -218,3 +218,11 @@ def test_usable_bytes_states_the_reserve():
     from zoo.memory_stage import usable_bytes
 
     assert usable_bytes(24) == int((24 * 2**30 - 512 * 2**20) * 0.95)
+
+
+def test_fit_columns_by_hand(tmp_path):
+    # the MLP: weights 2P, gradients 2P, momentum state 2P, saved activations 2 x 1024 floats
+    pred = memory.predict(mlp, (1024,), "training", optimizer="momentum", workspace=0)
+    parts = pred.parts(128)
+    assert (parts["parameters"], parts["gradients"], parts["optimizer"]) == (2 * P, 2 * P, 2 * P)
+    assert pred.activations_per_sample() == 2 * 1024 * 4

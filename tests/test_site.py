@@ -96,6 +96,20 @@ def test_counters_page_draws(browser, server, built):
     page.close()
 
 
+def test_memory_page_draws(browser, server, built):
+    charts = ["chart-memory-vs-batch", "chart-memory-vs-params", "chart-memory-breakdown"]
+    page, errors, requests = open_page(browser, server + "/memory/", charts)
+    # the chosen model's points: 9 batch sizes x (training, inference)
+    assert page.locator("#chart-memory-vs-batch g.mark-symbol.role-mark path").count() == 18
+    page.select_option("#chart-memory-vs-batch select", "vgg16.IMAGENET1K_V1")
+    page.wait_for_timeout(300)
+    assert page.locator("#chart-memory-vs-batch g.mark-symbol.role-mark path").count() == 18
+    assert "Will it fit?" in page.content()
+    assert errors == []
+    assert_offline(requests, server)
+    page.close()
+
+
 def test_model_page_draws_its_layers(browser, server, built):
     url = server + "/models/torchvision-resnet50-IMAGENET1K_V2-224/"
     page, errors, requests = open_page(browser, url, ["chart-layers"])

@@ -277,6 +277,18 @@ class Prediction:
         i = int(np.argmax(totals))
         return int(round(totals[i])), {c: int(round(v)) for c, v in zip(CATEGORIES, m[i])}
 
+    def parts(self, batch: int) -> dict[str, int]:
+        """Each category's own maximum over the step at ``batch`` (not necessarily at the same
+        moment): parameters, buffers, gradients, optimizer state, saved activations, the largest
+        temporaries, workspace."""
+        m = self._timeline(batch).max(axis=0)
+        return {c: int(round(v)) for c, v in zip(CATEGORIES, m)}
+
+    def activations_per_sample(self) -> float:
+        """Bytes saved for backward per sample (slope of the activations' maximum)."""
+        i = CATEGORIES.index("activations")
+        return (self.m2[:, i].max() - self.m1[:, i].max()) / (self.b2 - self.b1)
+
     def law(self, batches=(1, 2, 4, 8, 16, 32, 64, 128, 256)) -> tuple[float, float, float]:
         """Least-squares fit of peak = model + batch x per_sample over ``batches``:
         (model part, per-sample part, worst relative residual)."""

@@ -104,9 +104,14 @@ def memory_model(entry: Entry) -> dict:
             rows.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
                          "batch": b, "peak_bytes": peak, **{f"{c}_bytes": v for c, v in parts.items()}})
         model_part, per_sample, worst = pred.law()
+        parts = pred.parts(SAVINGS_BATCH)
         fits.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
                      "model_bytes": model_part, "per_sample_bytes": per_sample,
                      "worst_residual": worst,
+                     "parameter_bytes": parts["parameters"], "buffer_bytes": parts["buffers"],
+                     "gradient_bytes": parts["gradients"], "optimizer_bytes": parts["optimizer"],
+                     "activation_bytes_per_sample": pred.activations_per_sample(),
+                     f"temporaries_max_bytes_b{SAVINGS_BATCH}": parts["temporaries"],
                      **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g)) for g in GPU_GB}})
     ckpt = hasattr(make(), "set_grad_checkpointing")
     return {"rows": rows, "fits": fits, "savings": [{**key, **savings(make, shape, preds, ckpt)}]}

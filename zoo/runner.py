@@ -32,10 +32,21 @@ def _guarded(job, stage: str, entry: Entry, *args):
         return None, failure_row(entry, stage, error_line(exc), traceback.format_exc(limit=-3))
 
 
-def _one_thread() -> None:
+def _worker_init() -> None:
+    import threading
+    import time
+
     import torch
 
     torch.set_num_threads(1)  # one model per core
+    parent = os.getppid()
+
+    def exit_with_parent():  # a stage that is killed takes its workers with it
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None):
@@ -48,7 +59,7 @@ def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None
             yield (i, entry, *run(entry, *args))
         return
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
         futures = {pool.submit(run, e, *args): e for e in entries}
         for i, fut in enumerate(as_completed(futures), 1):
             entry = futures[fut]
