@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 import torch
+
 from zoo.build import build, build_cpu_fast, example_input
 from zoo.catalogue import Entry
-from zoo.counting import NOT_COUNTED
 
 
 @dataclass
@@ -72,8 +72,7 @@ def run_fvcore(entry: Entry) -> CounterResult:
 
 def run_torch_cpu(entry: Entry) -> CounterResult:
     """``FlopCounterMode`` as run on CPU tensors. The tensors are fake CPU tensors: dispatch picks
-    the same CPU kernels as real ones (so the same attention escapes it), with no arithmetic.
-    Norm layers are mapped to zero rather than decomposed (``NOT_COUNTED``): same count, faster."""
+    the same CPU kernels as real ones (so the same attention escapes it), with no arithmetic."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -81,7 +80,7 @@ def run_torch_cpu(entry: Entry) -> CounterResult:
     with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
         warnings.simplefilter("ignore")
         model = model.to_empty(device="cpu")
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=NOT_COUNTED) as counter:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(example_input(entry, "cpu"))
     by_op = {str(op): flops / 2 for op, flops in counter.get_flop_counts().get("Global", {}).items()}
     return CounterResult(counter.get_total_flops() / 2, by_op)

@@ -46,24 +46,6 @@ OP_CATEGORIES = {
 }
 
 
-# Ops the convention leaves out, whose decompositions hold no product: FlopCounterMode would
-# otherwise decompose them into reference ops before finding nothing to count (slow on meta).
-# Mapping them to zero changes no count and makes a pass several times faster.
-_NOT_COUNTED_OPS = [
-    "batch_norm", "native_batch_norm", "_native_batch_norm_legit",
-    "_native_batch_norm_legit_no_training", "_batch_norm_impl_index", "_batch_norm_with_update",
-    "_batch_norm_no_update", "native_batch_norm_backward", "layer_norm", "native_layer_norm",
-    "native_layer_norm_backward", "group_norm", "native_group_norm", "native_group_norm_backward",
-]
-NOT_COUNTED = {
-    op: (lambda *args, out_shape=None, **kwargs: 0)
-    for name in _NOT_COUNTED_OPS if hasattr(aten, name)
-    # the packet is what is counted; each overload is what the "decompose?" check looks up
-    for op in [getattr(aten, name)] + [getattr(getattr(aten, name), o)
-                                        for o in getattr(aten, name).overloads()]
-}
-
-
 ACTIVATIONS = ("relu", "gelu", "silu", "swish", "sigmoid", "tanh", "hardswish", "hardsigmoid",
                "hardtanh", "mish", "elu", "softmax", "prelu", "leakyrelu", "identity")
 
@@ -181,8 +163,7 @@ def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
         p.requires_grad_(False)
     handle = nn.modules.module.register_module_forward_hook(record)
     try:
-        with FlopCounterMode(display=False,
-                                             custom_mapping=NOT_COUNTED) as counter:
+        with FlopCounterMode(display=False) as counter:
             model(x)
     finally:
         handle.remove()
@@ -210,7 +191,7 @@ def count_training_flops(model: nn.Module, x: torch.Tensor) -> int:
     for p in model.parameters():
         p.requires_grad_(True)
     with FlopCounterMode(display=False,
-                         custom_mapping={**NOT_COUNTED, aten.convolution_backward: conv_backward_flop}) as counter:
+                         custom_mapping={aten.convolution_backward: conv_backward_flop}) as counter:
         out = model(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
