@@ -75,11 +75,11 @@ def savings(make, shape, preds, supports_checkpointing: bool) -> dict:
 
 def _saved(peak: int, predict_variant, base: memory.Prediction) -> int | None:
     """Bytes a variant of the model saves at SAVINGS_BATCH, with the base's optimizer step;
-    None where the model cannot run that way (e.g. an activation after a split cannot be in
-    place)."""
+    None where the model cannot run that way (an activation after a split cannot be in place;
+    some timm models refuse checkpointing)."""
     try:
         variant = predict_variant()
-    except RuntimeError:
+    except (RuntimeError, AssertionError, NotImplementedError, ValueError):
         return None
     return peak - dataclasses.replace(variant, optimizer="adamw", step=base.step).at(SAVINGS_BATCH)[0]
 
