@@ -16,7 +16,7 @@ import pandas as pd
 from zoo import memory
 from zoo.build import build
 from zoo.catalogue import KEY, Entry
-from zoo.runner import each_model
+from zoo.runner import each_model, error_line
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -33,15 +33,24 @@ def usable_bytes(gpu_gb: float) -> int:
     return int((gpu_gb * 2**30 - CONTEXT_BYTES) * (1 - ALLOCATOR_HEADROOM))
 
 
-def predictions(make, shape) -> dict[tuple, memory.Prediction]:
+def predictions(make, shape, problems: list | None = None) -> dict[tuple, memory.Prediction]:
     """Every (mode, precision, optimizer) for one model; the forward/backward pass is simulated
-    once per precision and shared by the optimizers, whose step is simulated once each."""
+    once per precision and shared by the optimizers, whose step is simulated once each.
+
+    fp32 must run; a model that cannot run under AMP (an op the CPU autocast lists leave in the
+    wrong dtype) loses only its AMP rows, and ``problems`` gets the reason."""
     out = {}
     steps = {o: np.array(memory.simulate_step(make, o).timeline, dtype=float)
              for o in memory.OPTIMIZERS}
     for precision in ("fp32", "bf16"):
-        inference = memory.predict(make, shape, "inference", precision)
-        fb = memory.predict(make, shape, "training", precision)
+        try:
+            inference = memory.predict(make, shape, "inference", precision)
+            fb = memory.predict(make, shape, "training", precision)
+        except Exception as exc:
+            if precision == "fp32" or problems is None:
+                raise
+            problems.append(("amp", error_line(exc)))
+            continue
         # fp16 and bf16 autocast run the same ops with 2-byte elements: the same memory
         # (tests/test_memory.py checks it), so one simulation serves both
         for p in (("fp16", "bf16") if precision == "bf16" else ("fp32",)):
@@ -57,8 +66,9 @@ def savings(make, shape, preds, supports_checkpointing: bool) -> dict:
     b = SAVINGS_BATCH
     base = preds[("training", "fp32", "adamw")]
     peak = base.at(b)[0]
+    amp = preds.get(("training", "bf16", "adamw"))
     row = {"batch": b, "peak_fp32_adamw_bytes": peak,
-           "saved_by_amp_bf16_bytes": peak - preds[("training", "bf16", "adamw")].at(b)[0],
+           "saved_by_amp_bf16_bytes": peak - amp.at(b)[0] if amp else None,
            "saved_by_sgd_bytes": peak - preds[("training", "fp32", "sgd")].at(b)[0],
            "saved_by_accumulation_4x_bytes": peak - base.at(b // 4)[0]}
     if any(getattr(m, "inplace", True) is False for m in make().modules()):
@@ -95,7 +105,8 @@ def _inplace(model):
 def memory_model(entry: Entry) -> dict:
     make = lambda: build(entry, "meta")  # noqa: E731
     shape = (3, entry.img_size, entry.img_size)
-    preds = predictions(make, shape)
+    problems: list = []
+    preds = predictions(make, shape, problems)
     key = dict(zip(KEY, entry.key))
     rows, fits = [], []
     for (mode, precision, optimizer), pred in preds.items():
@@ -114,13 +125,15 @@ def memory_model(entry: Entry) -> dict:
                      f"temporaries_max_bytes_b{SAVINGS_BATCH}": parts["temporaries"],
                      **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g)) for g in GPU_GB}})
     ckpt = hasattr(make(), "set_grad_checkpointing")
-    return {"rows": rows, "fits": fits, "savings": [{**key, **savings(make, shape, preds, ckpt)}]}
+    return {"rows": rows, "fits": fits, "savings": [{**key, **savings(make, shape, preds, ckpt)}],
+            "problems": [{**key, "stage": f"memory-{what}", "error": error, "traceback": ""}
+                         for what, error in problems]}
 
 
 def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
         log=sys.stderr) -> dict:
     data_dir = Path(data_dir)
-    rows, fits, saves, failures = [], [], [], []
+    rows, fits, saves, failures, partial = [], [], [], [], []
     start = time.perf_counter()
     # Weights of one architecture at one image size share their memory: simulate it once.
     siblings: dict[tuple, list[Entry]] = {}
@@ -135,7 +148,10 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
                 rows.extend({**r, "weights": sib.weights} for r in result["rows"])
                 fits.extend({**r, "weights": sib.weights} for r in result["fits"])
                 saves.extend({**r, "weights": sib.weights} for r in result["savings"])
-        status = f"FAILED: {failure['error']}" if failure else "ok"
+                partial.extend({**r, "weights": sib.weights} for r in result["problems"])
+        status = (f"FAILED: {failure['error']}" if failure else
+                  "ok" if not result["problems"] else
+                  "ok, but " + "; ".join(p["error"] for p in result["problems"]))
         names = ", ".join(s.weights for s in siblings[(entry.library, entry.arch, entry.img_size)])
         print(f"[{i}/{len(firsts)}] memory {entry.library} {entry.arch} ({names}) @{entry.img_size}: "
               f"{status} [{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
@@ -147,12 +163,14 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
                               ("memory-fit.csv", pd.DataFrame(fits), order),
                               ("memory-savings.csv", pd.DataFrame(saves), KEY),
                               ("memory-failures.csv",
-                               pd.DataFrame(failures, columns=KEY + ["stage", "error", "traceback"]),
+                               pd.DataFrame(failures + partial,
+                                            columns=KEY + ["stage", "error", "traceback"]),
                                KEY)]:
         if frame.empty and name != "memory-failures.csv":
             continue
         write_csv(merge(read_csv(data_dir / name), frame, ran, sort), data_dir / name)
     seconds = time.perf_counter() - start
     print(f"predicted memory of {len(entries) - len(failures)} of {len(entries)} models in "
-          f"{seconds:.0f}s, {len(failures)} failed -> {data_dir / 'memory.csv'}", file=log)
+          f"{seconds:.0f}s, {len(failures)} failed, {len(partial)} without AMP -> "
+          f"{data_dir / 'memory.csv'}", file=log)
     return {"models": len(entries), "failed": len(failures), "seconds": seconds}
