@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import urllib.request
 from pathlib import Path
@@ -47,13 +48,12 @@ def timm_source_label(source: str) -> str:
 
 
 def torchvision_accuracy(entry: Entry) -> dict:
-    from torchvision.models import get_model_weights
-
     import torchvision
+    from torchvision.models import get_model_weights
 
     weights = get_model_weights(entry.arch)[entry.weights]
     metrics = weights.meta.get("_metrics", {}).get("ImageNet-1K")
-    if not metrics:
+    if not metrics or math.isnan(metrics.get("acc@1", math.nan)):  # e.g. VGG16's feature weights
         return {"top1": None, "top5": None, "acc_source": ""}
     return {"top1": metrics["acc@1"], "top5": metrics["acc@5"],
             "acc_source": f"torchvision {torchvision.__version__} weights meta "
