@@ -88,32 +88,35 @@ def ranked_top1(counts: pd.DataFrame) -> alt.Chart:
         width=WIDTH - 200, height=alt.Step(9), title=_title("Top-1 accuracy per network", counts))
 
 
+def _family_scatter(df: pd.DataFrame, y: str, y_title: str, tooltip: list, title: str,
+                    counts: pd.DataFrame) -> alt.Chart:
+    """Models by parameters (x, log) and ``y`` (log), coloured by family, legend filtering."""
+    families = _family_legend_selection()
+    return alt.Chart(df).mark_circle(size=60).encode(
+        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
+        y=alt.Y(f"{y}:Q", scale=alt.Scale(type="log"), title=y_title),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20"),
+                        legend=alt.Legend(symbolLimit=0)),
+        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
+        tooltip=tooltip,
+    ).add_params(families).interactive().properties(
+        width=WIDTH, height=HEIGHT, title=_title(title, counts))
+
+
 def accuracy_density(counts: pd.DataFrame) -> alt.Chart:
     """The survey's "accuracy density": top-1 per million parameters, against parameters."""
     df = with_display_columns(counts.dropna(subset=["top1"]))
     df["density"] = df["top1"] / df["params_m"]
-    families = _family_legend_selection()
-    return alt.Chart(df).mark_circle(size=60).encode(
-        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
-        y=alt.Y("density:Q", scale=alt.Scale(type="log"), title="top-1 % per million parameters (log)"),
-        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20")),
-        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
-        tooltip=TOOLTIP + [alt.Tooltip("density:Q", title="top-1 / M params", format=".2f")],
-    ).add_params(families).interactive().properties(
-        width=WIDTH, height=HEIGHT, title=_title("Accuracy density", counts))
+    return _family_scatter(
+        df, "density", "top-1 % per million parameters (log)",
+        TOOLTIP + [alt.Tooltip("density:Q", title="top-1 / M params", format=".2f")],
+        "Accuracy density", counts)
 
 
 def params_vs_ops(counts: pd.DataFrame) -> alt.Chart:
     df = with_display_columns(counts.dropna(subset=["gmacs"]))
-    families = _family_legend_selection()
-    return alt.Chart(df).mark_circle(size=60).encode(
-        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
-        y=alt.Y("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (log)"),
-        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20")),
-        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
-        tooltip=TOOLTIP,
-    ).add_params(families).interactive().properties(
-        width=WIDTH, height=HEIGHT, title=_title("Parameters vs operations", counts))
+    return _family_scatter(df, "gmacs", "forward GMACs (log)", TOOLTIP,
+                           "Parameters vs operations", counts)
 
 
 def counter_ratios(table: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
@@ -188,19 +191,10 @@ def memory_vs_params(fits: pd.DataFrame, counts: pd.DataFrame, batch: int = 32) 
     df["model"] = df["arch"] + "." + df["weights"]
     df["params_m"] = df["params"] / 1e6
     df["peak_gib"] = (df["model_bytes"] + batch * df["per_sample_bytes"]) / 2**30
-    families = _family_legend_selection()
-    return alt.Chart(df).mark_circle(size=60).encode(
-        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
-        y=alt.Y("peak_gib:Q", scale=alt.Scale(type="log"),
-                title=f"training memory at batch {batch} (GiB, log)"),
-        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20"),
-                        legend=alt.Legend(symbolLimit=0)),
-        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
-        tooltip=["model:N", alt.Tooltip("params_m:Q", format=".2f"),
-                 alt.Tooltip("peak_gib:Q", format=".3f")],
-    ).add_params(families).interactive().properties(
-        width=WIDTH, height=HEIGHT,
-        title=_title(f"Memory vs parameters (training, fp32, AdamW, batch {batch})", counts))
+    return _family_scatter(
+        df, "peak_gib", f"training memory at batch {batch} (GiB, log)",
+        ["model:N", alt.Tooltip("params_m:Q", format=".2f"), alt.Tooltip("peak_gib:Q", format=".3f")],
+        f"Memory vs parameters (training, fp32, AdamW, batch {batch})", counts)
 
 
 def memory_breakdown(memory: pd.DataFrame, counts: pd.DataFrame, batch: int = 32) -> alt.Chart:
