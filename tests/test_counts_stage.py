@@ -39,7 +39,7 @@ def test_failing_model_is_recorded_and_run_goes_on(run_dir):
 def test_progress_and_one_line_summary(run_dir):
     _, _, log = run_dir
     lines = log.strip().splitlines()
-    assert lines[0].startswith("[1/3] torchvision mobilenet_v2.IMAGENET1K_V1 @224")
+    assert lines[0].startswith("[1/3] torchvision mobilenet_v2 (IMAGENET1K_V1) @224")
     assert "1 failed so far" in lines[1]
     assert lines[-1].startswith("counted 2 of 3 models in ") and "1 failed" in lines[-1]
 
@@ -130,3 +130,17 @@ def test_selectors():
     assert [e.name for e in select(["timm:resnet50.a1_in1k"])] == ["resnet50.a1_in1k"]
     assert {e.library for e in select(["survey"])} == {"torchvision", "timm"}
     assert len(select(["bench"])) == 5
+
+
+def test_weights_of_one_architecture_share_counts_not_accuracy(tmp_path):
+    pair = [Entry("torchvision", "mobilenet_v2", w, 224) for w in ("IMAGENET1K_V1", "IMAGENET1K_V2")]
+    summary = counts.run(pair, tmp_path, str(TIMM_TABLE), workers=1, log=open("/dev/null", "w"))
+    assert summary["counted"] == 2
+    df = pd.read_csv(tmp_path / "counts.csv").set_index("weights")
+    for w in ("IMAGENET1K_V1", "IMAGENET1K_V2"):
+        meta = get_model_weights("mobilenet_v2")[w].meta
+        assert df.loc[w, "top1"] == meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        assert w in df.loc[w, "acc_source"]
+    assert df.loc["IMAGENET1K_V1", "gmacs"] == df.loc["IMAGENET1K_V2", "gmacs"]
+    layers = pd.read_csv(tmp_path / "layers.csv")
+    assert (layers.weights == "IMAGENET1K_V2").sum() == (layers.weights == "IMAGENET1K_V1").sum() > 0

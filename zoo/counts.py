@@ -25,7 +25,7 @@ from zoo.build import build, example_input, param_count
 from zoo.catalogue import KEY, Entry
 from zoo.counters import COUNTERS, versions
 from zoo.counting import count_forward, count_training_flops, op_category
-from zoo.runner import each_model, error_line
+from zoo.runner import as_weights, by_architecture, each_model, error_line
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 COUNT_COLUMNS = KEY + [
@@ -97,18 +97,25 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
     rows, ops, notes, layers, failures = [], [], [], [], []
     start = time.perf_counter()
 
-    for i, entry, result, failure in each_model(entries, _count, "count", timm_results,
+    groups = by_architecture(entries)
+    firsts = [group[0] for group in groups.values()]
+    for i, entry, result, failure in each_model(firsts, _count, "count", timm_results,
                                                  lib_versions, workers=workers):
-        if failure:
-            failures.append(failure)
-            status = f"FAILED: {failure['error']}"
-        else:
-            rows.append(result["row"])
-            ops.extend(result["ops"])
-            notes.extend(result["notes"])
-            layers.extend(result["layers"])
-            status = f"{result['row']['gmacs']:.3f} GMACs"
-        print(f"[{i}/{len(entries)}] {entry.library} {entry.name} @{entry.img_size}: {status} "
+        siblings = groups[(entry.library, entry.arch, entry.img_size)]
+        for sib in siblings:
+            if failure:
+                failures.extend(as_weights([failure], sib))
+                continue
+            acc = book.lookup(sib)
+            rows.append({**result["row"], "weights": sib.weights,
+                         **(acc if acc is not None else {"top1": None, "top5": None,
+                                                         "acc_source": None})})
+            ops.extend(as_weights(result["ops"], sib))
+            notes.extend(as_weights(result["notes"], sib))
+            layers.extend(as_weights(result["layers"], sib))
+        status = f"FAILED: {failure['error']}" if failure else f"{result['row']['gmacs']:.3f} GMACs"
+        print(f"[{i}/{len(firsts)}] {entry.library} {entry.arch} "
+              f"({', '.join(s.weights for s in siblings)}) @{entry.img_size}: {status} "
               f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
               file=log, flush=True)
 

@@ -16,7 +16,7 @@ import pandas as pd
 from zoo import memory
 from zoo.build import build
 from zoo.catalogue import KEY, Entry
-from zoo.runner import each_model, error_line
+from zoo.runner import as_weights, by_architecture, each_model, error_line
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -135,20 +135,17 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
     data_dir = Path(data_dir)
     rows, fits, saves, failures, partial = [], [], [], [], []
     start = time.perf_counter()
-    # Weights of one architecture at one image size share their memory: simulate it once.
-    siblings: dict[tuple, list[Entry]] = {}
-    for e in entries:
-        siblings.setdefault((e.library, e.arch, e.img_size), []).append(e)
+    siblings = by_architecture(entries)
     firsts = [group[0] for group in siblings.values()]
     for i, entry, result, failure in each_model(firsts, memory_model, "memory", workers=workers):
         for sib in siblings[(entry.library, entry.arch, entry.img_size)]:
             if failure:
-                failures.append({**failure, "weights": sib.weights})
+                failures.extend(as_weights([failure], sib))
             else:
-                rows.extend({**r, "weights": sib.weights} for r in result["rows"])
-                fits.extend({**r, "weights": sib.weights} for r in result["fits"])
-                saves.extend({**r, "weights": sib.weights} for r in result["savings"])
-                partial.extend({**r, "weights": sib.weights} for r in result["problems"])
+                rows.extend(as_weights(result["rows"], sib))
+                fits.extend(as_weights(result["fits"], sib))
+                saves.extend(as_weights(result["savings"], sib))
+                partial.extend(as_weights(result["problems"], sib))
         status = (f"FAILED: {failure['error']}" if failure else
                   "ok" if not result["problems"] else
                   "ok, but " + "; ".join(p["error"] for p in result["problems"]))

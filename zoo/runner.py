@@ -16,6 +16,20 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from zoo.catalogue import KEY, Entry
 
 
+def by_architecture(entries: list[Entry]) -> dict[tuple, list[Entry]]:
+    """Entries grouped by (library, arch, img_size): the weights of one architecture at one input
+    size share every count and every byte, so a stage measures the first and copies the rest."""
+    groups: dict[tuple, list[Entry]] = {}
+    for e in entries:
+        groups.setdefault((e.library, e.arch, e.img_size), []).append(e)
+    return groups
+
+
+def as_weights(rows: list[dict], entry: Entry) -> list[dict]:
+    """``rows`` measured for a sibling architecture, keyed to ``entry``'s weights."""
+    return [{**r, "weights": entry.weights} for r in rows]
+
+
 def error_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
