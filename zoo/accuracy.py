@@ -21,6 +21,7 @@ from zoo.catalogue import Entry
 TIMM_RESULTS_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
 TIMM_RESULTS_URL = ("https://raw.githubusercontent.com/huggingface/pytorch-image-models/"
                     f"{TIMM_RESULTS_COMMIT}/results/results-imagenet.csv")
+TIMM_SOURCE_LABEL = f"timm results-imagenet.csv @{TIMM_RESULTS_COMMIT[:8]}"
 LOCAL_COPY = Path(__file__).resolve().parents[2] / "shared/reference/timm-results/results-imagenet.csv"
 
 
@@ -43,10 +44,6 @@ def read_timm_results(source: str) -> pd.DataFrame:
     return df
 
 
-def timm_source_label(source: str) -> str:
-    return f"timm results-imagenet.csv @{TIMM_RESULTS_COMMIT[:8]}"
-
-
 def torchvision_accuracy(entry: Entry) -> dict:
     import torchvision
     from torchvision.models import get_model_weights
@@ -60,13 +57,13 @@ def torchvision_accuracy(entry: Entry) -> dict:
                           f"({type(weights).__name__}.{weights.name})"}
 
 
-def timm_accuracy(entry: Entry, table: pd.DataFrame, source: str) -> dict:
+def timm_accuracy(entry: Entry, table: pd.DataFrame) -> dict:
     hit = table[(table["model"] == entry.name) & (table["img_size"] == entry.img_size)]
     if hit.empty:
         return {"top1": None, "top5": None, "acc_source": ""}
     row = hit.iloc[0]
     return {"top1": float(row["top1"]), "top5": float(row["top5"]),
-            "acc_source": f"{timm_source_label(source)} ({entry.name} @ {entry.img_size}px)"}
+            "acc_source": f"{TIMM_SOURCE_LABEL} ({entry.name} @ {entry.img_size}px)"}
 
 
 class AccuracyBook:
@@ -86,4 +83,4 @@ class AccuracyBook:
             return torchvision_accuracy(entry)
         if self.timm is None:
             return None
-        return timm_accuracy(entry, self.timm, self.source)
+        return timm_accuracy(entry, self.timm)
