@@ -23,7 +23,7 @@ def main() -> None:
                               capture_output=True, text=True)
         seconds = time.perf_counter() - t0
     lines = proc.stderr.strip().splitlines()
-    models = sum(1 for line in lines if line.startswith("[") and " memory " in line)
+    models = sum(1 for line in lines if line.startswith("memory ["))
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(lines[-1] if lines else "no output")
     print(f"memory stage: {models} models in {seconds:.0f} s ({seconds / max(models, 1):.1f} s per "

@@ -25,7 +25,7 @@ from zoo.build import build, example_input, param_count
 from zoo.catalogue import KEY, Entry
 from zoo.counters import COUNTERS, versions
 from zoo.counting import count_forward, count_training_flops, op_category
-from zoo.runner import as_weights, by_architecture, each_model, error_line
+from zoo.runner import as_weights, by_architecture, each_model, error_line, progress
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 COUNT_COLUMNS = KEY + [
@@ -101,8 +101,8 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
     firsts = [group[0] for group in groups.values()]
     for i, entry, result, failure in each_model(firsts, _count, "count", timm_results,
                                                  lib_versions, workers=workers):
-        siblings = groups[(entry.library, entry.arch, entry.img_size)]
-        for sib in siblings:
+        group = groups[(entry.library, entry.arch, entry.img_size)]
+        for sib in group:
             if failure:
                 failures.extend(as_weights([failure], sib))
                 continue
@@ -114,9 +114,7 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
             notes.extend(as_weights(result["notes"], sib))
             layers.extend(as_weights(result["layers"], sib))
         status = f"FAILED: {failure['error']}" if failure else f"{result['row']['gmacs']:.3f} GMACs"
-        print(f"[{i}/{len(firsts)}] {entry.library} {entry.arch} "
-              f"({', '.join(s.weights for s in siblings)}) @{entry.img_size}: {status} "
-              f"[{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
+        print(progress(i, len(firsts), group, status, time.perf_counter() - start, len(failures)),
               file=log, flush=True)
 
     ran = {e.key for e in entries}

@@ -16,7 +16,7 @@ import pandas as pd
 from zoo import memory
 from zoo.build import build
 from zoo.catalogue import KEY, Entry
-from zoo.runner import as_weights, by_architecture, each_model, error_line
+from zoo.runner import as_weights, by_architecture, each_model, error_line, progress
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -132,13 +132,16 @@ def memory_model(entry: Entry) -> dict:
 
 def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
         log=sys.stderr) -> dict:
+    """Predict ``entries`` (one worker per core by default) and merge them into the memory CSVs
+    of ``data_dir``. Returns a summary."""
     data_dir = Path(data_dir)
     rows, fits, saves, failures, partial = [], [], [], [], []
     start = time.perf_counter()
     siblings = by_architecture(entries)
     firsts = [group[0] for group in siblings.values()]
     for i, entry, result, failure in each_model(firsts, memory_model, "memory", workers=workers):
-        for sib in siblings[(entry.library, entry.arch, entry.img_size)]:
+        group = siblings[(entry.library, entry.arch, entry.img_size)]
+        for sib in group:
             if failure:
                 failures.extend(as_weights([failure], sib))
             else:
@@ -149,10 +152,8 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
         status = (f"FAILED: {failure['error']}" if failure else
                   "ok" if not result["problems"] else
                   "ok, but " + "; ".join(p["error"] for p in result["problems"]))
-        names = ", ".join(s.weights for s in siblings[(entry.library, entry.arch, entry.img_size)])
-        print(f"[{i}/{len(firsts)}] memory {entry.library} {entry.arch} ({names}) @{entry.img_size}: "
-              f"{status} [{time.perf_counter() - start:.0f}s elapsed, {len(failures)} failed so far]",
-              file=log, flush=True)
+        print("memory " + progress(i, len(firsts), group, status, time.perf_counter() - start,
+                                   len(failures)), file=log, flush=True)
 
     ran = {e.key for e in entries}
     order = KEY + ["mode", "precision", "optimizer"]

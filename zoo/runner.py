@@ -25,6 +25,13 @@ def by_architecture(entries: list[Entry]) -> dict[tuple, list[Entry]]:
     return groups
 
 
+def progress(i: int, n: int, group: list[Entry], status: str, seconds: float, failed: int) -> str:
+    """One progress line: ``[i/n] library arch (weights, ...) @size: status [time, failures]``."""
+    e = group[0]
+    return (f"[{i}/{n}] {e.library} {e.arch} ({', '.join(g.weights for g in group)}) "
+            f"@{e.img_size}: {status} [{seconds:.0f}s elapsed, {failed} failed so far]")
+
+
 def as_weights(rows: list[dict], entry: Entry) -> list[dict]:
     """``rows`` measured for a sibling architecture, keyed to ``entry``'s weights."""
     return [{**r, "weights": entry.weights} for r in rows]
