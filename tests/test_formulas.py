@@ -1,10 +1,13 @@
 """The seed document's formulas, on small hand-built networks, against hand-computed values."""
 
+import pytest
 import thop
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.build import param_count
+from zoo.build import build, example_input, param_count
+from zoo.catalogue import select
 from zoo.counting import conv_backward_flop, count_forward, count_training_flops
 
 
@@ -101,3 +104,30 @@ def test_conv_backward_formula_grouped():
                               [1, 1], [1, 1], False, [0, 0], 4, [True, True, False]) == 2 * one
     assert conv_backward_flop([1, 64, 28, 28], [1, 64, 28, 28], [64, 16, 3, 3], None, [1, 1],
                               [1, 1], [1, 1], False, [0, 0], 4, [False, True, False]) == one
+
+
+@pytest.mark.parametrize("name", [
+    "torchvision:resnet50.IMAGENET1K_V2", "torchvision:vit_b_16.IMAGENET1K_V1",
+    "torchvision:mobilenet_v3_large.IMAGENET1K_V2", "timm:swin_tiny_patch4_window7_224",
+    "timm:efficientnet_b0", "timm:convnext_tiny.fb_in1k", "timm:levit_128",
+])
+def test_reference_counter_equals_flop_counter_mode(name):
+    """The lean counter (no decomposition of product-free ops, meta kernels not re-run for shapes
+    already seen) against torch's FlopCounterMode itself: the same FLOPs, op by op, forward and
+    training step."""
+    entry = select([name])[0]
+    ours = count_forward(build(entry), example_input(entry))
+    model = build(entry)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with FlopCounterMode(display=False) as counter:
+        model(example_input(entry))
+    theirs = {str(op): f // 2 for op, f in counter.get_flop_counts()["Global"].items()}
+    assert ours.by_op == theirs
+
+    model = build(entry).train()
+    with FlopCounterMode(display=False,
+                         custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flop}
+                         ) as counter:
+        model(torch.cat([example_input(entry)] * 2)).sum().backward()
+    assert count_training_flops(build(entry), example_input(entry)) == counter.get_total_flops() // 2

@@ -18,6 +18,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.utils._device import DeviceContext
 
 from zoo.catalogue import Entry
 
@@ -43,6 +44,25 @@ def _builder(entry: Entry):
     raise ValueError(f"unknown library {entry.library!r}")
 
 
+# In-place fills and initialisers: on a meta tensor they change nothing, yet each runs Python
+# decompositions (about half of building a ViT on meta). They are skipped there.
+_FILLS = {getattr(torch.Tensor, name) for name in (
+    "normal_", "uniform_", "zero_", "fill_", "copy_", "mul_", "add_", "sub_", "div_", "clamp_",
+    "clamp_min_", "clamp_max_", "erfinv_", "exponential_", "bernoulli_", "random_", "log_normal_",
+    "cauchy_", "geometric_")}
+
+
+class _MetaBuild(DeviceContext):
+    """``torch.device("meta")`` that skips what would fill meta tensors with values."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if args and isinstance(args[0], torch.Tensor) and args[0].is_meta and (
+                func in _FILLS or (getattr(func, "__module__", None) == "torch.nn.init"
+                                   and func.__name__.endswith("_"))):
+            return args[0]
+        return super().__torch_function__(func, types, args, kwargs)
+
+
 def build(entry: Entry, device: str = "meta") -> nn.Module:
     """The model in eval mode, on ``device``; a meta build falls back to CPU where it must."""
     make = _builder(entry)
@@ -50,7 +70,7 @@ def build(entry: Entry, device: str = "meta") -> nn.Module:
         warnings.simplefilter("ignore")
         if device == "meta":
             try:
-                with torch.device("meta"):
+                with _MetaBuild("meta"):
                     return make().eval()
             except Exception:  # builders that compute while building; see module docstring
                 pass

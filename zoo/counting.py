@@ -9,9 +9,11 @@ Convention (the one torchvision publishes as ``_ops`` and timm with ``TIMM_FUSED
   breakdown for how much);
 - one multiply-add (MAC) is one unit; ``gmacs`` is 1e9 MACs at batch 1.
 
-The count runs torch's ``FlopCounterMode`` on the meta device: shapes only, no arithmetic, so it
-sees the same ops as a GPU run would (on real CPU tensors the CPU flash-attention kernel and
-torchvision's fused multi-head attention hide attention from it).
+The count applies torch's own FLOP formulas (those of ``FlopCounterMode``) on the meta device, in
+``ProductCounter`` below: shapes only, no arithmetic, so it sees the same ops as a GPU run would
+(on real CPU tensors the CPU flash-attention kernel and torchvision's fused multi-head attention
+hide attention from it). It gives ``FlopCounterMode``'s numbers (tests/test_formulas.py checks it),
+several times faster.
 
 Training FLOPs are forward + backward of one step per sample in train mode, in FLOPs (2 per MAC).
 torch's formula for ``convolution_backward`` ignores ``groups`` and over-counts grouped and
@@ -26,7 +28,8 @@ from math import prod
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry, shape_wrapper
 
 aten = torch.ops.aten
 
@@ -122,21 +125,171 @@ def _is_attention(module: nn.Module) -> bool:
     return "Attention" in name or "Attn" in name
 
 
-def _attention_products(model: nn.Module, counts: dict) -> dict[str, int]:
-    """MACs of the matrix products (Q K^T, A V) inside attention modules: modules whose class name
-    contains "Attention" or "Attn", outermost only (a module's count includes its children's). Their
-    projections are ``addmm`` and stay "linear"."""
-    root = type(model).__name__
-    modules = dict(model.named_modules())
-    attention = [fqn for fqn in counts if fqn.startswith(root + ".")
-                 and _is_attention(modules.get(fqn[len(root) + 1:], model))]
-    outermost = [a for a in attention if not any(a.startswith(b + ".") for b in attention)]
-    out: dict[str, int] = {}
-    for fqn in outermost:
-        for op, flops in counts[fqn].items():
-            if op_category(str(op)) in ("matmul", "attention"):
-                out[str(op)] = out.get(str(op), 0) + flops // 2
-    return out
+# Ops that hold no matrix product: run as they are instead of being decomposed in Python first
+# (FlopCounterMode decomposes every op it has no formula for, to find products inside; a
+# batch norm's decomposition alone is most of a ResNet's counting time on meta).
+_NORMS = {"native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+          "_native_batch_norm_legit_functional", "native_layer_norm", "native_group_norm",
+          "_softmax", "_safe_softmax", "_log_softmax", "native_dropout", "max_pool2d_with_indices",
+          "avg_pool2d", "_adaptive_avg_pool2d", "mean", "sum", "rms_norm", "_fused_rms_norm"}
+_NO_SKIP = {torch.ops.aten.size.default, torch.ops.aten.sym_size.default,
+            torch.ops.aten.stride.default, torch.ops.aten.sym_stride.default,
+            torch.ops.aten.numel.default, torch.ops.aten.sym_numel.default,
+            torch.ops.aten.dim.default, torch.ops.aten.storage_offset.default,
+            torch.ops.aten.sym_storage_offset.default, torch.ops.aten.is_contiguous.default,
+            torch.ops.aten.is_contiguous.memory_format, torch.ops.prim.layout.default}
+
+
+def _holds_no_product(func) -> bool:
+    return torch.Tag.pointwise in func.tags or func._overloadpacket.__name__ in _NORMS
+
+
+class _PureOps:
+    """Membership test, cached per op: does the op neither mutate nor alias its inputs?"""
+
+    def __init__(self):
+        self.known: dict = {}
+
+    def __contains__(self, func) -> bool:
+        pure = self.known.get(func)
+        if pure is None:
+            schema = func._schema
+            pure = not schema.is_mutable and not any(r.alias_info for r in schema.returns) \
+                and bool(schema.returns) and torch.Tag.nondeterministic_seeded not in func.tags
+            self.known[func] = pure
+        return pure
+
+
+def _shape_key(func, args, kwargs):
+    """A hashable key of an op's call on meta tensors (shapes, strides, dtypes and the other
+    arguments), or None where it has none."""
+    out = [func]
+
+    def add(a) -> bool:
+        if isinstance(a, torch.Tensor):
+            if not a.is_meta:
+                return False
+            out.append((tuple(a.shape), a.stride(), a.dtype, a.storage_offset()))
+        elif isinstance(a, (tuple, list)):
+            out.append(len(a))
+            return all(add(b) for b in a)
+        elif a is None or isinstance(a, (bool, int, float, str, torch.dtype, torch.device,
+                                         torch.memory_format, torch.layout)):
+            out.append((type(a), a))
+        else:
+            return False
+        return True
+
+    if not all(add(a) for a in args):
+        return None
+    for k, v in kwargs.items():
+        out.append(k)
+        if not add(v):
+            return None
+    return tuple(out)
+
+
+def _shapes_of(out):
+    if isinstance(out, torch.Tensor):
+        return (tuple(out.shape), out.stride(), out.dtype) if out.is_meta else None
+    if isinstance(out, tuple) and all(isinstance(t, torch.Tensor) and t.is_meta for t in out):
+        return [(tuple(t.shape), t.stride(), t.dtype) for t in out]
+    return None
+
+
+def _from_shapes(shapes):
+    if isinstance(shapes, list):
+        return tuple(torch.empty_strided(s, st, dtype=d, device="meta") for s, st, d in shapes)
+    s, st, d = shapes
+    return torch.empty_strided(s, st, dtype=d, device="meta")
+
+
+class ProductCounter(TorchDispatchMode):
+    """torch's own FLOP formulas (``torch.utils.flop_counter.flop_registry``), applied as
+    ``FlopCounterMode`` applies them, with the overhead a count does not need left out: ops known
+    to hold no product (pointwise ops, norms, softmax, pooling) run directly instead of being
+    decomposed first, and the enclosing module is followed by two global hooks instead of
+    ``FlopCounterMode``'s module tracker (forward only; a backward pass is counted as a whole).
+
+    ``flops`` maps op -> FLOPs; ``per_module`` module name -> FLOPs of the ops it ran itself (not
+    its children); ``attention`` op -> FLOPs of products run inside an attention module."""
+
+    def __init__(self, model: nn.Module | None = None, custom_mapping: dict | None = None):
+        super().__init__()
+        self.registry = {**flop_registry,
+                         **{k: shape_wrapper(v) for k, v in (custom_mapping or {}).items()}}
+        self.flops: dict[str, int] = {}
+        self.per_module: dict[str, int] = {}
+        self.attention: dict[str, int] = {}
+        self.names = {id(m): n for n, m in model.named_modules()} if model is not None else {}
+        self.stack: list[str] = []
+        self.in_attention = 0
+        self._handles = []
+        self._outputs: dict = {}
+        self._pure = _PureOps()
+
+    def __enter__(self):
+        if self.names:
+            self._handles = [nn.modules.module.register_module_forward_pre_hook(self._enter),
+                             nn.modules.module.register_module_forward_hook(self._exit)]
+        return super().__enter__()
+
+    def __exit__(self, *args):
+        for h in self._handles:
+            h.remove()
+        return super().__exit__(*args)
+
+    def _run(self, func, args, kwargs):
+        """``func(*args, **kwargs)``; on meta tensors, an op already run on the same shapes is not
+        run again (meta kernels are mostly Python: repeated blocks cost most of a count), its
+        output is made from the shapes recorded the first time. Only for ops that neither write
+        to nor return a view of their inputs."""
+        key = _shape_key(func, args, kwargs) if func in self._pure else None
+        if key is not None:
+            shapes = self._outputs.get(key)
+            if shapes is not None:
+                return _from_shapes(shapes)
+        out = func(*args, **kwargs)
+        if key is not None:
+            shapes = _shapes_of(out)
+            if shapes is not None:
+                self._outputs[key] = shapes
+        return out
+
+    def _enter(self, module, _inputs):
+        name = self.names.get(id(module))
+        if name is not None:
+            self.stack.append(name)
+            self.in_attention += _is_attention(module)
+
+    def _exit(self, module, _inputs, _output):
+        name = self.names.get(id(module))
+        if name is not None and self.stack and self.stack[-1] == name:
+            self.stack.pop()
+            self.in_attention -= _is_attention(module)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _NO_SKIP:
+            return func(*args, **kwargs)
+        if isinstance(func, torch._ops.HigherOrderOperator):
+            return NotImplemented
+        packet = func._overloadpacket
+        if packet not in self.registry and not _holds_no_product(func):
+            with self:
+                out = func.decompose(*args, **kwargs)
+            if out is not NotImplemented:
+                return out
+        out = self._run(func, args, kwargs)
+        if packet in self.registry:
+            flops = self.registry[packet](*args, **kwargs, out_val=out)
+            op = str(packet)
+            self.flops[op] = self.flops.get(op, 0) + flops
+            if self.stack:
+                self.per_module[self.stack[-1]] = self.per_module.get(self.stack[-1], 0) + flops
+            if self.in_attention and op_category(op) in ("matmul", "attention"):
+                self.attention[op] = self.attention.get(op, 0) + flops
+        return out
 
 
 def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
@@ -158,25 +311,24 @@ def count_forward(model: nn.Module, x: torch.Tensor) -> Count:
         })
 
     # Parameters stop requiring grad rather than running under no_grad: some models (CaiT) feed a
-    # parameter's view to a submodule, which FlopCounterMode's module tracker rejects under no_grad.
+    # parameter's view to a submodule, which a module tracker rejects under no_grad.
     for p in model.parameters():
         p.requires_grad_(False)
+    counter = ProductCounter(model)
     handle = nn.modules.module.register_module_forward_hook(record)
     try:
-        with FlopCounterMode(display=False) as counter:
+        with counter:
             model(x)
     finally:
         handle.remove()
-    counts = counter.get_flop_counts()
-    by_op = {str(op): flops // 2 for op, flops in counts.get("Global", {}).items()}
-    root = type(model).__name__
-    per_module = {k[len(root) + 1:]: sum(v.values()) // 2 for k, v in counts.items()
-                  if k.startswith(root + ".")}
+    by_op = {op: flops // 2 for op, flops in counter.flops.items()}
     seen = set()
     for row in layers:  # a module called twice appears once, with all its MACs
-        row["macs"] = per_module.get(row["module"], 0) if row["module"] not in seen else 0
+        row["macs"] = counter.per_module.get(row["module"], 0) // 2 \
+            if row["module"] not in seen else 0
         seen.add(row["module"])
-    return Count(sum(by_op.values()), by_op, _attention_products(model, counts), layers)
+    attention = {op: flops // 2 for op, flops in counter.attention.items()}
+    return Count(sum(by_op.values()), by_op, attention, layers)
 
 
 def count_training_flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -190,10 +342,9 @@ def count_training_flops(model: nn.Module, x: torch.Tensor) -> int:
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    with FlopCounterMode(display=False,
-                         custom_mapping={aten.convolution_backward: conv_backward_flop}) as counter:
+    with ProductCounter(custom_mapping={aten.convolution_backward: conv_backward_flop}) as counter:
         out = model(x)
         if isinstance(out, (tuple, list)):
             out = out[0]
         out.sum().backward()
-    return counter.get_total_flops() // 2
+    return sum(counter.flops.values()) // 2

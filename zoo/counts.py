@@ -25,7 +25,7 @@ from zoo.build import build, example_input, param_count
 from zoo.catalogue import KEY, Entry
 from zoo.counters import COUNTERS, versions
 from zoo.counting import count_forward, count_training_flops, op_category
-from zoo.runner import as_weights, by_architecture, each_model, error_line, progress
+from zoo.runner import largest_first, as_weights, by_architecture, each_model, error_line, progress
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 COUNT_COLUMNS = KEY + [
@@ -60,7 +60,8 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
             row[f"gmacs_{name}"] = None
             notes.append({**key, "counter": name, "status": "failed", "note": error_line(exc)})
     try:
-        row["gflops_train"] = count_training_flops(build(entry, "meta"), example_input(entry)) / 1e9
+        # the reference's own model: the forward count left it unchanged (eval, on meta)
+        row["gflops_train"] = count_training_flops(model, example_input(entry)) / 1e9
     except Exception as exc:
         row["gflops_train"] = None
         notes.append({**key, "counter": "reference-train", "status": "failed", "note": error_line(exc)})
@@ -98,7 +99,7 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
     start = time.perf_counter()
 
     groups = by_architecture(entries)
-    firsts = [group[0] for group in groups.values()]
+    firsts = largest_first([group[0] for group in groups.values()], [data_dir, DATA])
     for i, entry, result, failure in each_model(firsts, _count, "count", timm_results,
                                                  lib_versions, workers=workers):
         group = groups[(entry.library, entry.arch, entry.img_size)]

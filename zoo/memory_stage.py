@@ -16,7 +16,7 @@ import pandas as pd
 from zoo import memory
 from zoo.build import build
 from zoo.catalogue import KEY, Entry
-from zoo.runner import as_weights, by_architecture, each_model, error_line, progress
+from zoo.runner import largest_first, as_weights, by_architecture, each_model, error_line, progress
 from zoo.tables import DATA, merge, read_csv, write_csv
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
@@ -138,7 +138,7 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
     rows, fits, saves, failures, partial = [], [], [], [], []
     start = time.perf_counter()
     siblings = by_architecture(entries)
-    firsts = [group[0] for group in siblings.values()]
+    firsts = largest_first([group[0] for group in siblings.values()], [data_dir, DATA])
     for i, entry, result, failure in each_model(firsts, memory_model, "memory", workers=workers):
         group = siblings[(entry.library, entry.arch, entry.img_size)]
         for sib in group:

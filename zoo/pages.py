@@ -97,7 +97,7 @@ def counters(table: pd.DataFrame, categories: pd.DataFrame, counts: pd.DataFrame
     worst = table.iloc[0]
     return (
         "# How the counters disagree\n\n" + GENERATED
-        + "Each model is counted four times: the reference (torch's `FlopCounterMode` on the meta "
+        + "Each model is counted four times: the reference (torch's FLOP formulas on the meta "
         "device, see [Methods](methods.md)), [thop](https://github.com/ultralytics/thop) "
         "(module hooks), [fvcore](https://github.com/facebookresearch/fvcore) (jit trace) and "
         "`FlopCounterMode` as usually run, on CPU tensors. For timm models, timm's own published "

@@ -11,6 +11,7 @@ import functools
 import multiprocessing
 import os
 import traceback
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from zoo.catalogue import KEY, Entry
@@ -68,6 +69,23 @@ def _worker_init() -> None:
         os._exit(1)
 
     threading.Thread(target=exit_with_parent, daemon=True).start()
+
+
+def largest_first(entries: list[Entry], data_dirs) -> list[Entry]:
+    """``entries`` with the most multiply-adds first, as the counts in the first of ``data_dirs``
+    that has them recorded them (unknown ones keep their place, after them): the longest jobs
+    start first, so that no large model is left running alone at the end of a stage."""
+    from zoo.tables import read_csv
+
+    for folder in data_dirs:
+        counts = read_csv(Path(folder) / "counts.csv")
+        if not counts.empty:
+            break
+    else:
+        return list(entries)
+    gmacs = {(r.library, r.arch, int(r.img_size)): r.gmacs
+             for r in counts[["library", "arch", "img_size", "gmacs"]].dropna().itertuples()}
+    return sorted(entries, key=lambda e: -gmacs.get((e.library, e.arch, e.img_size), 0.0))
 
 
 def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None):
