@@ -15,6 +15,7 @@ not count (fvcore's unsupported ops are kept, not silenced).
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 
 from zoo.build import build, build_cpu_fast, example_input
 from zoo.catalogue import Entry
+from zoo.counting import MetaShapes
 
 
 @dataclass
@@ -32,11 +34,13 @@ class CounterResult:
     note: str = ""
 
 
-def run_thop(entry: Entry) -> CounterResult:
+def run_thop(entry: Entry, gmacs: float | None = None) -> CounterResult:
     import thop
 
     model = build(entry, "meta")
-    with warnings.catch_warnings():
+    # MetaShapes only spares re-running meta kernels for shapes already seen: thop's hooks see
+    # the same modules and shapes
+    with warnings.catch_warnings(), MetaShapes().mode():
         warnings.simplefilter("ignore")
         macs, _params, layers = thop.profile(model, inputs=(example_input(entry, "meta"),),
                                              verbose=False, ret_layer_info=True)
@@ -54,7 +58,7 @@ def run_thop(entry: Entry) -> CounterResult:
     return CounterResult(float(macs), dict(by_type))
 
 
-def run_fvcore(entry: Entry) -> CounterResult:
+def run_fvcore(entry: Entry, gmacs: float | None = None) -> CounterResult:
     from fvcore.nn import FlopCountAnalysis
 
     model = build_cpu_fast(entry)
@@ -70,16 +74,25 @@ def run_fvcore(entry: Entry) -> CounterResult:
                          f"unsupported: {note}" if note else "")
 
 
-def run_torch_cpu(entry: Entry) -> CounterResult:
-    """``FlopCounterMode`` as run on CPU tensors. The tensors are fake CPU tensors: dispatch picks
-    the same CPU kernels as real ones (so the same attention escapes it), with no arithmetic."""
+# Below this many GMACs a real CPU forward costs less than a fake one (fake tensors do no
+# arithmetic but cost more per op); both give the same count.
+REAL_BELOW_GMACS = 3.0
+
+
+def run_torch_cpu(entry: Entry, gmacs: float | None = None) -> CounterResult:
+    """``FlopCounterMode`` as run on CPU tensors, under ``eval()`` and ``no_grad``. Dispatch picks
+    the same CPU kernels (so the same attention escapes it) on real tensors and on fake CPU tensors,
+    which do no arithmetic: models the reference puts above ``REAL_BELOW_GMACS`` run on fake
+    tensors, smaller ones on real zero-filled tensors, whichever is faster."""
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
 
-    model = build(entry, "meta")
-    with warnings.catch_warnings(), FakeTensorMode(allow_non_fake_inputs=True):
+    real = gmacs is not None and gmacs < REAL_BELOW_GMACS
+    model = build_cpu_fast(entry) if real else build(entry, "meta")
+    with warnings.catch_warnings(), \
+            (contextlib.nullcontext() if real else FakeTensorMode(allow_non_fake_inputs=True)):
         warnings.simplefilter("ignore")
-        model = model.to_empty(device="cpu")
+        model = model if real else model.to_empty(device="cpu")
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(example_input(entry, "cpu"))
     by_op = {str(op): flops / 2 for op, flops in counter.get_flop_counts().get("Global", {}).items()}

@@ -204,6 +204,42 @@ def _from_shapes(shapes):
     return torch.empty_strided(s, st, dtype=d, device="meta")
 
 
+class MetaShapes:
+    """Runs ops on meta tensors; an op already run on the same shapes is not run again (meta
+    kernels are mostly Python, and the repeated blocks of a network cost most of a pass): its
+    output is made from the shapes recorded the first time. Only for ops that neither write to nor
+    return a view of their inputs. Used as a dispatch mode (``with MetaShapes(): ...``) it speeds up
+    any shape-only pass, e.g. thop's."""
+
+    def __init__(self):
+        self.outputs: dict = {}
+        self.pure = _PureOps()
+
+    def __call__(self, func, args, kwargs):
+        key = _shape_key(func, args, kwargs) if func in self.pure else None
+        if key is not None:
+            shapes = self.outputs.get(key)
+            if shapes is not None:
+                return _from_shapes(shapes)
+        out = func(*args, **kwargs)
+        if key is not None:
+            shapes = _shapes_of(out)
+            if shapes is not None:
+                self.outputs[key] = shapes
+        return out
+
+    def mode(self) -> TorchDispatchMode:
+        run = self
+
+        class _Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if isinstance(func, torch._ops.HigherOrderOperator):
+                    return NotImplemented
+                return run(func, args, kwargs or {})
+
+        return _Mode()
+
+
 class ProductCounter(TorchDispatchMode):
     """torch's own FLOP formulas (``torch.utils.flop_counter.flop_registry``), applied as
     ``FlopCounterMode`` applies them, with the overhead a count does not need left out: ops known
@@ -225,8 +261,7 @@ class ProductCounter(TorchDispatchMode):
         self.stack: list[str] = []
         self.in_attention = 0
         self._handles = []
-        self._outputs: dict = {}
-        self._pure = _PureOps()
+        self._run = MetaShapes()
 
     def __enter__(self):
         if self.names:
@@ -238,23 +273,6 @@ class ProductCounter(TorchDispatchMode):
         for h in self._handles:
             h.remove()
         return super().__exit__(*args)
-
-    def _run(self, func, args, kwargs):
-        """``func(*args, **kwargs)``; on meta tensors, an op already run on the same shapes is not
-        run again (meta kernels are mostly Python: repeated blocks cost most of a count), its
-        output is made from the shapes recorded the first time. Only for ops that neither write
-        to nor return a view of their inputs."""
-        key = _shape_key(func, args, kwargs) if func in self._pure else None
-        if key is not None:
-            shapes = self._outputs.get(key)
-            if shapes is not None:
-                return _from_shapes(shapes)
-        out = func(*args, **kwargs)
-        if key is not None:
-            shapes = _shapes_of(out)
-            if shapes is not None:
-                self._outputs[key] = shapes
-        return out
 
     def _enter(self, module, _inputs):
         name = self.names.get(id(module))

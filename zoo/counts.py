@@ -50,7 +50,7 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
     notes = []
     for name, run in COUNTERS.items():
         try:
-            res = run(entry)
+            res = run(entry, ref.macs / 1e9)
             row[f"gmacs_{name}"] = res.macs / 1e9
             ops += [{**key, "counter": name, "op": op, "category": op_category(op), "gmacs": m / 1e9}
                     for op, m in sorted(res.by_op.items())]
