@@ -163,9 +163,17 @@ def test_inplace_and_checkpointing_never_increase_the_peak():
     entry = Entry("timm", "resnet18", "a1_in1k", 224)
     make = lambda: build(entry, "meta")  # noqa: E731
     base = memory.predict(make, (3, 96, 96), "training").at(16)[0]
-    inplace = memory.predict(lambda: _inplace(make()), (3, 96, 96), "training").at(16)[0]
+    with _inplace(make()) as model:
+        inplace = memory.predict(lambda: model, (3, 96, 96), "training").at(16)[0]
     ckpt = memory.predict(make, (3, 96, 96), "training", checkpointing=True).at(16)[0]
     assert inplace <= base and ckpt < base
+    # one simulator for all variants (as the memory stage runs them) gives the same figures
+    sim = memory.Simulator(make())
+    assert memory.predict(sim, (3, 96, 96), "training").at(16)[0] == base
+    assert memory.predict(sim, (3, 96, 96), "training", checkpointing=True).at(16)[0] == ckpt
+    with _inplace(sim.model):
+        assert memory.predict(sim, (3, 96, 96), "training").at(16)[0] == inplace
+    assert memory.predict(sim, (3, 96, 96), "training").at(16)[0] == base
 
 
 def test_bad_input_is_refused():
@@ -226,3 +234,15 @@ def test_fit_columns_by_hand(tmp_path):
     parts = pred.parts(128)
     assert (parts["parameters"], parts["gradients"], parts["optimizer"]) == (2 * P, 2 * P, 2 * P)
     assert pred.activations_per_sample() == 2 * 1024 * 4
+
+
+def test_interpolated_peak_equals_a_simulation_at_that_batch():
+    """The law (batches 2 and 4, interpolated) against a simulation run at batch 32 itself."""
+    entry = Entry("timm", "resnet18", "a1_in1k", 224)
+    sim = memory.Simulator(build(entry, "meta"))
+    for mode in ("inference", "training"):
+        law = memory.predict(sim, (3, 96, 96), mode).at(32)
+        direct = memory.predict(sim, (3, 96, 96), mode, batches=(32,)).at(32)
+        assert abs(law[0] - direct[0]) <= 4 * memory.BLOCK and law[1].keys() == direct[1].keys()
+    with pytest.raises(ValueError, match="batch 32 only"):
+        memory.predict(sim, (3, 96, 96), "inference", batches=(32,)).at(8)

@@ -55,8 +55,12 @@ def block_bytes(nbytes: int) -> int:
 class MemoryTracker(TorchDispatchMode):
     """Follows every storage's life and records memory by category after every op."""
 
-    def __init__(self, workspace: int = CUBLAS_WORKSPACE):
+    def __init__(self, workspace: int = CUBLAS_WORKSPACE, fake_mode: FakeTensorMode | None = None,
+                 outputs: dict | None = None):
         super().__init__()
+        # fake tensors: outputs of pure ops by call shapes, shared by a Simulator's runs
+        self.fake_mode = fake_mode
+        self.outputs = outputs if outputs is not None else {}
         self.live: dict[int, list] = {}  # id(storage) -> [bytes, category]
         self.current = Counter()
         self.timeline: list[list[int]] = []  # memory by category after every event
@@ -104,7 +108,17 @@ class MemoryTracker(TorchDispatchMode):
         return self
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        key = _fake_key(func, args, kwargs, self.fake_mode) if self.fake_mode is not None else None
+        entry = self.outputs.get(key) if key is not None else None
+        if entry is not None:
+            out = _fake_outputs(entry, self.fake_mode)
+        else:
+            out = func(*args, **kwargs)
+            if key is not None:
+                entry = _fake_entry(out, self.fake_mode)
+                if entry is not None:
+                    self.outputs[key] = entry
         if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
                 and self.phase not in self._phases_with_workspace:
             self._phases_with_workspace.add(self.phase)
@@ -121,6 +135,94 @@ class MemoryTracker(TorchDispatchMode):
             self.track(t, "activations")
             return t
         return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+# ---- a cheaper cache for fake tensors ---------------------------------------------------------
+# FakeTensorMode caches ops too, but its key (it handles symbolic shapes) costs more than running
+# most meta kernels. For a pure op (no input written to or returned as a view, no randomness, no
+# data-dependent output), output sizes depend only on the inputs' shapes, strides, dtypes,
+# devices and the other arguments: the output is made again from what the first call returned,
+# with a storage of its own as the op would give it.
+
+_PURE: dict = {}
+
+
+def _pure(func) -> bool:
+    pure = _PURE.get(func)
+    if pure is None:
+        schema = func._schema
+        pure = (isinstance(func, torch._ops.OpOverload) and not schema.is_mutable
+                and bool(schema.returns) and not any(r.alias_info for r in schema.returns)
+                and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
+                         torch.Tag.data_dependent_output} & set(func.tags))
+        _PURE[func] = pure
+    return pure
+
+
+def _fake_key(func, args, kwargs, mode):
+    if not isinstance(func, torch._ops.OpOverload) or not _pure(func):
+        return None
+    out = [func]
+
+    def add(a) -> bool:
+        if isinstance(a, torch.Tensor):
+            if type(a) is not FakeTensor or a.fake_mode is not mode or a.constant is not None:
+                return False
+            out.append((tuple(a.shape), a.stride(), a.dtype, a.device, a.storage_offset()))
+        elif isinstance(a, (tuple, list)):
+            out.append(len(a))
+            return all(add(b) for b in a)
+        elif a is None or isinstance(a, (bool, int, float, str, torch.dtype, torch.device,
+                                         torch.memory_format, torch.layout)):
+            out.append((type(a), a))
+        else:
+            return False
+        return True
+
+    if not all(add(a) for a in args):
+        return None
+    for k, v in kwargs.items():
+        out.append(k)
+        if not add(v):
+            return None
+    return tuple(out)
+
+
+def _one_entry(t):
+    if type(t) is not FakeTensor or t.constant is not None or t.is_sparse:
+        return None
+    size = tuple(t.shape)
+    stride = t.stride()
+    nbytes = t.untyped_storage().nbytes()
+    needed = (1 + sum((n - 1) * st for n, st in zip(size, stride))) * t.element_size() \
+        if all(size) else 0
+    if t.storage_offset() != 0 or nbytes != needed:
+        return None  # a storage larger than the tensor: not remade from shapes
+    return (size, stride, t.dtype, t.device)
+
+
+def _fake_entry(out, mode):
+    if isinstance(out, torch.Tensor):
+        return _one_entry(out)
+    if isinstance(out, (tuple, list)) and out and all(isinstance(t, torch.Tensor) for t in out):
+        entries = [_one_entry(t) for t in out]
+        return (type(out), entries) if all(e is not None for e in entries) else None
+    return None
+
+
+def _fake_outputs(entry, mode):
+    from torch._subclasses.fake_tensor import in_kernel_invocation_manager
+
+    def make(e):
+        size, stride, dtype, device = e
+        with in_kernel_invocation_manager(mode):
+            empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
+        return FakeTensor(mode, empty, device)
+
+    if isinstance(entry[0], type):
+        kind, entries = entry
+        return kind(make(e) for e in entries)
+    return make(entry)
 
 
 _RANKS = {c: i for i, c in enumerate(["temporaries", "activations", "workspace", "optimizer",
@@ -154,88 +256,126 @@ def _output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _tensors(fake: bool):
-    import contextlib
+class Simulator:
+    """One model on fake CPU tensors (``fake=False``: real ones), simulated as often as needed.
 
-    return FakeTensorMode(allow_non_fake_inputs=True) if fake else contextlib.nullcontext()
+    The fake model is made once, under one ``FakeTensorMode`` whose dispatch cache then serves every
+    simulation; each simulation starts from the same state (no gradients, no hooks, no optimizer,
+    checkpointing off) and tracks the model's tensors afresh."""
 
+    def __init__(self, meta_model: nn.Module, fake: bool = True):
+        self.fake = fake
+        self.mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
+        self.outputs: dict = {}  # see _fake_key
+        with self._tensors():
+            self.model = meta_model.to_empty(device="cpu")
+        if not fake:
+            with torch.no_grad():  # real tensors (the check against a real run): defined values
+                for t in list(self.model.parameters()) + list(self.model.buffers()):
+                    t.normal_(0, 0.01) if t.is_floating_point() else t.zero_()
 
-def _fake_model(meta_model, tracker):
-    model = meta_model.to_empty(device="cpu")
-    if not isinstance(next(iter(model.parameters()), None), FakeTensor):
-        with torch.no_grad():  # real tensors (the check against a real run): defined values
-            for t in list(model.parameters()) + list(model.buffers()):
-                t.normal_(0, 0.01) if t.is_floating_point() else t.zero_()
-    for p in model.parameters():
-        tracker.track(p, "parameters")
-    for b in model.buffers():
-        tracker.track(b, "buffers")
-    return model
+    def _tensors(self):
+        import contextlib
+
+        return self.mode if self.mode is not None else contextlib.nullcontext()
+
+    def _tracker(self, workspace: int) -> MemoryTracker:
+        tracker = MemoryTracker(workspace, self.mode, self.outputs)
+        for p in self.model.parameters():
+            tracker.track(p, "parameters")
+        for b in self.model.buffers():
+            tracker.track(b, "buffers")
+        return tracker
+
+    def _clean(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None
+
+    def run(self, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
+            workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False) -> MemoryTracker:
+        """One inference pass (``mode="inference"``, under ``inference_mode``) or one training
+        forward + backward (``mode="training"``)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+        model = self.model
+        if checkpointing and not hasattr(model, "set_grad_checkpointing"):
+            raise ValueError("this model does not support gradient checkpointing")
+        handles = []
+        try:
+            with self._tensors():
+                tracker = self._tracker(workspace)
+                if checkpointing:
+                    model.set_grad_checkpointing(True)
+                x = torch.empty(batch, *input_shape)
+                tracker.track(x, "temporaries")
+                tracker.record()
+                if mode == "inference":
+                    model.eval()
+                    with tracker, torch.inference_mode(), _autocast(precision):
+                        out = model(x)
+                        del out
+                    return tracker.stop()
+                model.train()
+                for p in model.parameters():
+                    if p.requires_grad:
+                        handles.append(p.register_post_accumulate_grad_hook(
+                            lambda p: tracker.track(p.grad, "gradients")))
+                with tracker:
+                    with tracker.hooks(), _autocast(precision):
+                        loss = _output(model(x)).float().mean()
+                    tracker.phase = "backward"  # autograd's own thread: a second cuBLAS workspace
+                    loss.backward()
+                    del loss
+                    tracker.record()
+                return tracker.stop()
+        finally:
+            for h in handles:
+                h.remove()
+            if checkpointing:
+                model.set_grad_checkpointing(False)
+            self._clean()
+
+    def step(self, optimizer: str) -> MemoryTracker:
+        """The optimizer step in steady state: parameters with gradients, two steps (the first
+        creates the state), timeline of the second. Independent of the batch size."""
+        try:
+            with self._tensors():
+                tracker = self._tracker(0)
+                params = [p for p in self.model.parameters() if p.requires_grad]
+                for p in params:
+                    p.grad = torch.empty_like(p)
+                    tracker.track(p.grad, "gradients")
+                opt = make_optimizer(optimizer, params)
+                # Adam reads its step count with .item(), which fake tensors cannot answer; the
+                # count's value changes no tensor's size, so it reads 1 here.
+                with tracker, mock.patch("torch.optim.adam._get_value", lambda _: 1.0):
+                    opt.step()
+                    for state in opt.state.values():
+                        for v in state.values():
+                            tracker.track(v, "optimizer")
+                    tracker.timeline.clear()
+                    tracker.record()
+                    opt.step()
+                    tracker.record()
+                return tracker.stop()
+        finally:
+            self._clean()
 
 
 def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
              workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
              fake: bool = True) -> MemoryTracker:
-    """One inference pass (``mode="inference"``, under ``inference_mode``) or one training
-    forward + backward (``mode="training"``) on fake tensors; ``build_model`` returns an
-    ``nn.Module`` on the meta device. ``fake=False`` runs the same on real CPU tensors."""
+    """``Simulator.run`` on a model from ``build_model`` (it returns an ``nn.Module`` on the meta
+    device); ``fake=False`` runs the same on real CPU tensors."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    meta_model = build_model()
-    with _tensors(fake):
-        tracker = MemoryTracker(workspace)
-        model = _fake_model(meta_model, tracker)
-        if checkpointing:
-            if not hasattr(model, "set_grad_checkpointing"):
-                raise ValueError("this model does not support gradient checkpointing")
-            model.set_grad_checkpointing(True)
-        x = torch.empty(batch, *input_shape)
-        tracker.track(x, "temporaries")
-        tracker.record()
-        if mode == "inference":
-            model.eval()
-            with tracker, torch.inference_mode(), _autocast(precision):
-                out = model(x)
-                del out
-            return tracker.stop()
-        model.train()
-        for p in model.parameters():
-            if p.requires_grad:
-                p.register_post_accumulate_grad_hook(lambda p: tracker.track(p.grad, "gradients"))
-        with tracker:
-            with tracker.hooks(), _autocast(precision):
-                loss = _output(model(x)).float().mean()
-            tracker.phase = "backward"  # autograd's own thread: a second cuBLAS workspace on CUDA
-            loss.backward()
-            del loss
-            tracker.record()
-        return tracker.stop()
+    return Simulator(build_model(), fake).run(input_shape, batch, mode, precision, workspace,
+                                              checkpointing)
 
 
 def simulate_step(build_model, optimizer: str, fake: bool = True) -> MemoryTracker:
-    """The optimizer step in steady state: parameters with gradients, two steps (the first creates
-    the state), timeline of the second. Independent of the batch size."""
-    meta_model = build_model()
-    with _tensors(fake):
-        tracker = MemoryTracker(0)
-        model = _fake_model(meta_model, tracker)
-        params = [p for p in model.parameters() if p.requires_grad]
-        for p in params:
-            p.grad = torch.empty_like(p)
-            tracker.track(p.grad, "gradients")
-        opt = make_optimizer(optimizer, params)
-        # Adam reads its step count with .item(), which fake tensors cannot answer; the count's
-        # value changes no tensor's size, so it reads 1 here.
-        with tracker, mock.patch("torch.optim.adam._get_value", lambda _: 1.0):
-            opt.step()
-            for state in opt.state.values():
-                for v in state.values():
-                    tracker.track(v, "optimizer")
-            tracker.timeline.clear()
-            tracker.record()
-            opt.step()
-            tracker.record()
-        return tracker.stop()
+    """``Simulator.step`` on a model from ``build_model``."""
+    return Simulator(build_model(), fake).step(optimizer)
 
 
 # ---- the prediction for any batch -----------------------------------------------------------
@@ -260,7 +400,12 @@ class Prediction:
     input_bytes_per_sample: int = 0
 
     def _timeline(self, batch: int) -> np.ndarray:
-        m = self.m1 + (batch - self.b1) / (self.b2 - self.b1) * (self.m2 - self.m1)
+        if self.b1 == self.b2:  # simulated at one batch size: exact there, unknown elsewhere
+            if batch != self.b1:
+                raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
+            m = self.m1
+        else:
+            m = self.m1 + (batch - self.b1) / (self.b2 - self.b1) * (self.m2 - self.m1)
         if self.step is None:
             return m
         state = self.step[-1, CATEGORIES.index("optimizer")]
@@ -315,19 +460,23 @@ class Prediction:
 
 def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
             optimizer: str | None = None, batches=SIM_BATCHES, step: np.ndarray | None = None,
-            **kwargs) -> Prediction:
-    """Prediction for one (mode, precision, optimizer). ``step`` reuses a simulated optimizer
-    step (it does not depend on the batch or the precision)."""
+            workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
+            fake: bool = True) -> Prediction:
+    """Prediction for one (mode, precision, optimizer). ``build_model`` returns a meta model, or is
+    a ``Simulator`` already made. ``step`` reuses a simulated optimizer step (it does not depend
+    on the batch or the precision). ``batches``: the two simulated batch sizes, or one, for a
+    prediction at that batch size only."""
     if optimizer is not None and optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
-    b1, b2 = batches
-    t1 = simulate(build_model, input_shape, b1, mode, precision, **kwargs)
-    t2 = simulate(build_model, input_shape, b2, mode, precision, **kwargs)
+    sim = build_model if isinstance(build_model, Simulator) else Simulator(build_model(), fake)
+    b1, b2 = (batches[0], batches[-1])
+    t1 = sim.run(input_shape, b1, mode, precision, workspace, checkpointing)
+    t2 = sim.run(input_shape, b2, mode, precision, workspace, checkpointing) if b2 != b1 else t1
     if len(t1.timeline) != len(t2.timeline):
         raise RuntimeError(f"the step ran different ops at batch {b1} and {b2}: "
                            "memory cannot be interpolated")
     if optimizer and step is None:
-        step = np.array(simulate_step(build_model, optimizer).timeline, dtype=float)
+        step = np.array(sim.step(optimizer).timeline, dtype=float)
     return Prediction(mode, precision, optimizer, b1, b2, np.array(t1.timeline, dtype=float),
                       np.array(t2.timeline, dtype=float), step if optimizer else None,
                       block_bytes(4 * math.prod(input_shape)))

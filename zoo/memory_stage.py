@@ -5,6 +5,7 @@ usual savings buy. Writes ``data/memory.csv``, ``data/memory-fit.csv``, ``data/m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -33,19 +34,19 @@ def usable_bytes(gpu_gb: float) -> int:
     return int((gpu_gb * 2**30 - CONTEXT_BYTES) * (1 - ALLOCATOR_HEADROOM))
 
 
-def predictions(make, shape, problems: list | None = None) -> dict[tuple, memory.Prediction]:
+def predictions(sim: memory.Simulator, shape, problems: list | None = None
+                ) -> dict[tuple, memory.Prediction]:
     """Every (mode, precision, optimizer) for one model; the forward/backward pass is simulated
     once per precision and shared by the optimizers, whose step is simulated once each.
 
     fp32 must run; a model that cannot run under AMP (an op the CPU autocast lists leave in the
     wrong dtype) loses only its AMP rows, and ``problems`` gets the reason."""
     out = {}
-    steps = {o: np.array(memory.simulate_step(make, o).timeline, dtype=float)
-             for o in memory.OPTIMIZERS}
+    steps = {o: np.array(sim.step(o).timeline, dtype=float) for o in memory.OPTIMIZERS}
     for precision in ("fp32", "bf16"):
         try:
-            inference = memory.predict(make, shape, "inference", precision)
-            fb = memory.predict(make, shape, "training", precision)
+            inference = memory.predict(sim, shape, "inference", precision)
+            fb = memory.predict(sim, shape, "training", precision)
         except Exception as exc:
             if precision == "fp32" or problems is None:
                 raise
@@ -61,8 +62,9 @@ def predictions(make, shape, problems: list | None = None) -> dict[tuple, memory
     return out
 
 
-def savings(make, shape, preds, supports_checkpointing: bool) -> dict:
-    """Bytes saved at batch SAVINGS_BATCH against training in fp32 with AdamW."""
+def savings(sim: memory.Simulator, shape, preds) -> dict:
+    """Bytes saved at batch SAVINGS_BATCH against training in fp32 with AdamW. The variants
+    (in-place activations, checkpointing) are simulated at that batch size itself."""
     b = SAVINGS_BATCH
     base = preds[("training", "fp32", "adamw")]
     peak = base.at(b)[0]
@@ -71,15 +73,16 @@ def savings(make, shape, preds, supports_checkpointing: bool) -> dict:
            "saved_by_amp_bf16_bytes": peak - amp.at(b)[0] if amp else None,
            "saved_by_sgd_bytes": peak - preds[("training", "fp32", "sgd")].at(b)[0],
            "saved_by_accumulation_4x_bytes": peak - base.at(b // 4)[0]}
-    if any(getattr(m, "inplace", True) is False for m in make().modules()):
-        row["saved_by_inplace_bytes"] = _saved(peak, lambda: memory.predict(
-            lambda: _inplace(make()), shape, "training", "fp32"), base)
+    if _can_run_inplace(sim.model):
+        with _inplace(sim.model):
+            row["saved_by_inplace_bytes"] = _saved(peak, lambda: memory.predict(
+                sim, shape, "training", "fp32", batches=(b,)), base)
     else:  # every activation that can run in place already does
         row["saved_by_inplace_bytes"] = 0
     row["saved_by_checkpointing_bytes"] = None
-    if supports_checkpointing:
+    if hasattr(sim.model, "set_grad_checkpointing"):
         row["saved_by_checkpointing_bytes"] = _saved(peak, lambda: memory.predict(
-            make, shape, "training", "fp32", checkpointing=True), base)
+            sim, shape, "training", "fp32", checkpointing=True, batches=(b,)), base)
     return row
 
 
@@ -94,19 +97,32 @@ def _saved(peak: int, predict_variant, base: memory.Prediction) -> int | None:
     return peak - dataclasses.replace(variant, optimizer="adamw", step=base.step).at(SAVINGS_BATCH)[0]
 
 
+def _can_run_inplace(model) -> bool:
+    """Whether some module could run in place and does not (a dropout of rate 0 does nothing
+    either way)."""
+    return any(getattr(m, "inplace", True) is False and getattr(m, "p", None) != 0
+               for m in model.modules())
+
+
+@contextlib.contextmanager
 def _inplace(model):
-    """Every activation that can run in place does (``inplace=True``)."""
-    for m in model.modules():
-        if hasattr(m, "inplace") and isinstance(m.inplace, bool):
-            m.inplace = True
-    return model
+    """Every module that can run in place does (``inplace=True``) while inside."""
+    changed = [m for m in model.modules()
+               if hasattr(m, "inplace") and isinstance(m.inplace, bool) and not m.inplace]
+    for m in changed:
+        m.inplace = True
+    try:
+        yield model
+    finally:
+        for m in changed:
+            m.inplace = False
 
 
 def memory_model(entry: Entry) -> dict:
-    make = lambda: build(entry, "meta")  # noqa: E731
+    sim = memory.Simulator(build(entry, "meta"))
     shape = (3, entry.img_size, entry.img_size)
     problems: list = []
-    preds = predictions(make, shape, problems)
+    preds = predictions(sim, shape, problems)
     key = dict(zip(KEY, entry.key))
     rows, fits = [], []
     for (mode, precision, optimizer), pred in preds.items():
@@ -124,8 +140,7 @@ def memory_model(entry: Entry) -> dict:
                      "activation_bytes_per_sample": pred.activations_per_sample(),
                      f"temporaries_max_bytes_b{SAVINGS_BATCH}": parts["temporaries"],
                      **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g)) for g in GPU_GB}})
-    ckpt = hasattr(make(), "set_grad_checkpointing")
-    return {"rows": rows, "fits": fits, "savings": [{**key, **savings(make, shape, preds, ckpt)}],
+    return {"rows": rows, "fits": fits, "savings": [{**key, **savings(sim, shape, preds)}],
             "problems": [{**key, "stage": f"memory-{what}", "error": error, "traceback": ""}
                          for what, error in problems]}
 
