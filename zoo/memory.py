@@ -117,7 +117,9 @@ class MemoryTracker(TorchDispatchMode):
             out = func(*args, **kwargs)
             if key is not None:
                 entry = _fake_entry(out, self.fake_mode)
-                if entry is not None:
+                if entry is not None and _shares_storage(out, args, kwargs):
+                    _PURE[func] = False  # an alias its schema does not declare (_unsafe_view)
+                elif entry is not None:
                     self.outputs[key] = entry
         if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
                 and self.phase not in self._phases_with_workspace:
@@ -186,6 +188,14 @@ def _fake_key(func, args, kwargs, mode):
         if not add(v):
             return None
     return tuple(out)
+
+
+def _shares_storage(out, args, kwargs) -> bool:
+    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    mine = {id(t.untyped_storage()) for t in outs}
+    theirs = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0]
+              if isinstance(t, torch.Tensor)}
+    return bool(mine & theirs)
 
 
 def _one_entry(t):
