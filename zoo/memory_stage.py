@@ -119,6 +119,7 @@ def _inplace(model):
 
 
 def memory_model(entry: Entry) -> dict:
+    start = time.perf_counter()
     sim = memory.Simulator(build(entry, "meta"))
     shape = (3, entry.img_size, entry.img_size)
     problems: list = []
@@ -142,7 +143,8 @@ def memory_model(entry: Entry) -> dict:
                      **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g)) for g in GPU_GB}})
     return {"rows": rows, "fits": fits, "savings": [{**key, **savings(sim, shape, preds)}],
             "problems": [{**key, "stage": f"memory-{what}", "error": error, "traceback": ""}
-                         for what, error in problems]}
+                         for what, error in problems],
+            "seconds": time.perf_counter() - start}
 
 
 def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
@@ -165,8 +167,9 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
                 saves.extend(as_weights(result["savings"], sib))
                 partial.extend(as_weights(result["problems"], sib))
         status = (f"FAILED: {failure['error']}" if failure else
-                  "ok" if not result["problems"] else
-                  "ok, but " + "; ".join(p["error"] for p in result["problems"]))
+                  f"ok in {result['seconds']:.1f}s" if not result["problems"] else
+                  f"ok in {result['seconds']:.1f}s, but "
+                  + "; ".join(p["error"] for p in result["problems"]))
         print("memory " + progress(i, len(firsts), group, status, time.perf_counter() - start,
                                    len(failures)), file=log, flush=True)
 
