@@ -61,6 +61,7 @@ class MemoryTracker(TorchDispatchMode):
         # fake tensors: outputs of pure ops by call shapes, shared by a Simulator's runs
         self.fake_mode = fake_mode
         self.outputs = outputs if outputs is not None else {}
+        self.meta_ok = False  # meta tensors are tracked too (the optimizer step on meta)
         self.live: dict[int, list] = {}  # id(storage) -> [bytes, category]
         self.current = Counter()
         self.timeline: list[list[int]] = []  # memory by category after every event
@@ -72,7 +73,7 @@ class MemoryTracker(TorchDispatchMode):
     # -- bookkeeping -------------------------------------------------------------------------
     def track(self, tensor: torch.Tensor, category: str) -> None:
         """Registers (or re-files) the storage behind ``tensor``."""
-        if not isinstance(tensor, torch.Tensor) or tensor.is_meta:
+        if not isinstance(tensor, torch.Tensor) or (tensor.is_meta and not self.meta_ok):
             return
         st = tensor.untyped_storage()
         key = id(st)
@@ -125,7 +126,8 @@ class MemoryTracker(TorchDispatchMode):
                 and self.phase not in self._phases_with_workspace:
             self._phases_with_workspace.add(self.phase)
             self.current["workspace"] += self.workspace
-        for t in tree_flatten(out)[0]:
+        for t in ((out,) if isinstance(out, torch.Tensor) else
+                  out if isinstance(out, (tuple, list)) else tree_flatten(out)[0]):
             if isinstance(t, torch.Tensor):
                 self.track(t, "temporaries")
         self.record()
@@ -266,6 +268,35 @@ def _output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+def _fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
+    """``meta_model`` with every parameter and buffer a fresh fake CPU tensor of the same shape
+    and strides: what ``to_empty(device="cpu")`` under ``mode`` gives, without dispatching an op
+    per tensor. Tensors shared between modules stay shared."""
+    from torch._subclasses.fake_tensor import in_kernel_invocation_manager
+
+    cpu = torch.device("cpu")
+    made: dict[int, torch.Tensor] = {}  # id of a meta tensor of the model (they all stay alive)
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        with in_kernel_invocation_manager(mode):
+            empty = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+        return FakeTensor(mode, empty, cpu)
+
+    originals = []  # keeps the meta tensors alive, so that no id is reused while copying
+    with mode:
+        for module in meta_model.modules():
+            for table, as_param in ((module._parameters, True), (module._buffers, False)):
+                for name, t in table.items():
+                    if t is None:
+                        continue
+                    if id(t) not in made:
+                        originals.append(t)
+                        made[id(t)] = (nn.Parameter(fake(t), requires_grad=t.requires_grad)
+                                       if as_param else fake(t))
+                    table[name] = made[id(t)]
+    return meta_model
+
+
 class Simulator:
     """One model on fake CPU tensors (``fake=False``: real ones), simulated as often as needed.
 
@@ -276,10 +307,14 @@ class Simulator:
     def __init__(self, meta_model: nn.Module, fake: bool = True):
         self.fake = fake
         self.mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
+        # the model's tensors as meta shapes, for the optimizer step (see step)
+        self.meta_tensors = [[(p.shape, p.dtype, p.requires_grad) for p in meta_model.parameters()],
+                             [(b.shape, b.dtype) for b in meta_model.buffers()]]
         self.outputs: dict = {}  # see _fake_key
-        with self._tensors():
+        if fake:
+            self.model = _fake_copy(meta_model, self.mode)
+        else:
             self.model = meta_model.to_empty(device="cpu")
-        if not fake:
             with torch.no_grad():  # real tensors (the check against a real run): defined values
                 for t in list(self.model.parameters()) + list(self.model.buffers()):
                     t.normal_(0, 0.01) if t.is_floating_point() else t.zero_()
@@ -347,29 +382,49 @@ class Simulator:
 
     def step(self, optimizer: str) -> MemoryTracker:
         """The optimizer step in steady state: parameters with gradients, two steps (the first
-        creates the state), timeline of the second. Independent of the batch size."""
+        creates the state), timeline of the second. Independent of the batch size.
+
+        With fake tensors the step runs on meta tensors of the same shapes instead: an optimizer
+        step picks no device-specific kernel (the step counts stay on the CPU, as on CUDA), and
+        fake tensors would cost more than the step's ops themselves (their cache keys every
+        parameter of each multi-tensor op)."""
+        if not self.fake:
+            return self._step(optimizer, list(self.model.parameters()),
+                              list(self.model.buffers()))
+        params, buffers = self.meta_tensors
+        return self._step(optimizer,
+                          [torch.empty(s, dtype=d, device="meta").requires_grad_(g)
+                           for s, d, g in params],
+                          [torch.empty(s, dtype=d, device="meta") for s, d in buffers])
+
+    def _step(self, optimizer: str, params: list, buffers: list) -> MemoryTracker:
+        tracker = MemoryTracker(0)
+        tracker.meta_ok = True
+        for p in params:
+            tracker.track(p, "parameters")
+        for b in buffers:
+            tracker.track(b, "buffers")
+        trainable = [p for p in params if p.requires_grad]
         try:
-            with self._tensors():
-                tracker = self._tracker(0)
-                params = [p for p in self.model.parameters() if p.requires_grad]
-                for p in params:
-                    p.grad = torch.empty_like(p)
-                    tracker.track(p.grad, "gradients")
-                opt = make_optimizer(optimizer, params)
-                # Adam reads its step count with .item(), which fake tensors cannot answer; the
-                # count's value changes no tensor's size, so it reads 1 here.
-                with tracker, mock.patch("torch.optim.adam._get_value", lambda _: 1.0):
-                    opt.step()
-                    for state in opt.state.values():
-                        for v in state.values():
-                            tracker.track(v, "optimizer")
-                    tracker.timeline.clear()
-                    tracker.record()
-                    opt.step()
-                    tracker.record()
-                return tracker.stop()
+            for p in trainable:
+                p.grad = torch.empty_like(p)
+                tracker.track(p.grad, "gradients")
+            opt = make_optimizer(optimizer, trainable)
+            # Adam reads its step count with .item(), which fake tensors cannot answer; the
+            # count's value changes no tensor's size, so it reads 1 here.
+            with tracker, mock.patch("torch.optim.adam._get_value", lambda _: 1.0):
+                opt.step()
+                for state in opt.state.values():
+                    for v in state.values():
+                        tracker.track(v, "optimizer")
+                tracker.timeline.clear()
+                tracker.record()
+                opt.step()
+                tracker.record()
+            return tracker.stop()
         finally:
-            self._clean()
+            for p in trainable:
+                p.grad = None
 
 
 def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
