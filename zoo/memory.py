@@ -114,6 +114,9 @@ class MemoryTracker(TorchDispatchMode):
         entry = self.outputs.get(key) if key is not None else None
         if entry is not None:
             out = _fake_outputs(entry, self.fake_mode)
+        elif key is None and self.fake_mode is not None and _simple_view(func) \
+                and not torch.is_inference_mode_enabled():
+            out = self._view(func, args, kwargs)
         else:
             out = func(*args, **kwargs)
             if key is not None:
@@ -131,6 +134,27 @@ class MemoryTracker(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self.track(t, "temporaries")
         self.record()
+        return out
+
+    def _view(self, func, args, kwargs):
+        """A view op (one output aliasing the first input): its output's size, strides and offset
+        depend only on the call's shapes; made again from the first call's as a view of the same
+        storage (as FakeTensorMode's own cache does, with a cheaper key)."""
+        key = _fake_key(func, args, kwargs, self.fake_mode, view=True)
+        entry = self.outputs.get(key) if key is not None else None
+        base = args[0]
+        if entry is not None:
+            size, stride, offset, dtype = entry
+            from torch._subclasses.fake_tensor import in_kernel_invocation_manager
+
+            with in_kernel_invocation_manager(self.fake_mode):
+                empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
+                empty.set_(base.untyped_storage(), offset, size, stride)
+            return FakeTensor(self.fake_mode, empty, base.device)
+        out = func(*args, **kwargs)
+        if key is not None and type(out) is FakeTensor and out.constant is None \
+                and out.untyped_storage() is base.untyped_storage() and out.dtype == base.dtype:
+            self.outputs[key] = (tuple(out.shape), out.stride(), out.storage_offset(), out.dtype)
         return out
 
     def hooks(self):
@@ -163,8 +187,27 @@ def _pure(func) -> bool:
     return pure
 
 
-def _fake_key(func, args, kwargs, mode):
-    if not isinstance(func, torch._ops.OpOverload) or not _pure(func):
+_VIEWS: dict = {}
+
+
+def _simple_view(func) -> bool:
+    """A view op with one output aliasing its first argument (view, permute, transpose, ...)."""
+    view = _VIEWS.get(func)
+    if view is None:
+        view = False
+        if isinstance(func, torch._ops.OpOverload) and func.is_view:
+            schema = func._schema
+            rets, first = schema.returns, schema.arguments[0] if schema.arguments else None
+            view = (len(rets) == 1 and str(rets[0].type) == "Tensor" and first is not None
+                    and rets[0].alias_info is not None and first.alias_info is not None
+                    and not rets[0].alias_info.is_write
+                    and rets[0].alias_info.before_set == first.alias_info.before_set)
+        _VIEWS[func] = view
+    return view
+
+
+def _fake_key(func, args, kwargs, mode, view: bool = False):
+    if not isinstance(func, torch._ops.OpOverload) or not (view or _pure(func)):
         return None
     out = [func]
 
