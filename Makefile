@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/count_speed.py
+	$(PY) benchmarks/count_speed.py --zoo
 	$(PY) benchmarks/memory_speed.py
 
 clean:
