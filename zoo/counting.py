@@ -160,16 +160,17 @@ class _PureOps:
         return pure
 
 
-def _shape_key(func, args, kwargs):
-    """A hashable key of an op's call on meta tensors (shapes, strides, dtypes and the other
-    arguments), or None where it has none."""
+def call_key(func, args, kwargs, tensor_key):
+    """A hashable key of an op's call: ``tensor_key(t)`` for each tensor argument (None: the call
+    has no key), the other arguments as they are; None where an argument is of another kind."""
     out = [func]
 
     def add(a) -> bool:
         if isinstance(a, torch.Tensor):
-            if not a.is_meta:
+            k = tensor_key(a)
+            if k is None:
                 return False
-            out.append((tuple(a.shape), a.stride(), a.dtype, a.storage_offset()))
+            out.append(k)
         elif isinstance(a, (tuple, list)):
             out.append(len(a))
             return all(add(b) for b in a)
@@ -187,6 +188,16 @@ def _shape_key(func, args, kwargs):
         if not add(v):
             return None
     return tuple(out)
+
+
+def _meta_key(t: torch.Tensor):
+    return (tuple(t.shape), t.stride(), t.dtype, t.storage_offset()) if t.is_meta else None
+
+
+def _shape_key(func, args, kwargs):
+    """A hashable key of an op's call on meta tensors (shapes, strides, dtypes and the other
+    arguments), or None where it has none."""
+    return call_key(func, args, kwargs, _meta_key)
 
 
 def _shapes_of(out):

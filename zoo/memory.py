@@ -38,6 +38,8 @@ from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from zoo.counting import call_key
+
 CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
               "workspace"]
 OPTIMIZERS = ["sgd", "momentum", "adamw"]
@@ -209,30 +211,13 @@ def _simple_view(func) -> bool:
 def _fake_key(func, args, kwargs, mode, view: bool = False):
     if not isinstance(func, torch._ops.OpOverload) or not (view or _pure(func)):
         return None
-    out = [func]
 
-    def add(a) -> bool:
-        if isinstance(a, torch.Tensor):
-            if type(a) is not FakeTensor or a.fake_mode is not mode or a.constant is not None:
-                return False
-            out.append((tuple(a.shape), a.stride(), a.dtype, a.device, a.storage_offset()))
-        elif isinstance(a, (tuple, list)):
-            out.append(len(a))
-            return all(add(b) for b in a)
-        elif a is None or isinstance(a, (bool, int, float, str, torch.dtype, torch.device,
-                                         torch.memory_format, torch.layout)):
-            out.append((type(a), a))
-        else:
-            return False
-        return True
-
-    if not all(add(a) for a in args):
-        return None
-    for k, v in kwargs.items():
-        out.append(k)
-        if not add(v):
+    def tensor_key(a):
+        if type(a) is not FakeTensor or a.fake_mode is not mode or a.constant is not None:
             return None
-    return tuple(out)
+        return (tuple(a.shape), a.stride(), a.dtype, a.device, a.storage_offset())
+
+    return call_key(func, args, kwargs, tensor_key)
 
 
 def _shares_storage(out, args, kwargs) -> bool:
