@@ -144,20 +144,27 @@ def _holds_no_product(func) -> bool:
     return torch.Tag.pointwise in func.tags or func._overloadpacket.__name__ in _NORMS
 
 
-class _PureOps:
-    """Membership test, cached per op: does the op neither mutate nor alias its inputs?"""
+_PURE: dict = {}  # op -> whether the op is pure (see is_pure)
 
-    def __init__(self):
-        self.known: dict = {}
 
-    def __contains__(self, func) -> bool:
-        pure = self.known.get(func)
-        if pure is None:
-            schema = func._schema
-            pure = not schema.is_mutable and not any(r.alias_info for r in schema.returns) \
-                and bool(schema.returns) and torch.Tag.nondeterministic_seeded not in func.tags
-            self.known[func] = pure
-        return pure
+def is_pure(func) -> bool:
+    """Whether an op neither writes to nor returns a view of its inputs, draws no random numbers
+    and has no data-dependent output size: its output sizes follow from its inputs' shapes."""
+    pure = _PURE.get(func)
+    if pure is None:
+        schema = func._schema
+        pure = (isinstance(func, torch._ops.OpOverload) and not schema.is_mutable
+                and bool(schema.returns) and not any(r.alias_info for r in schema.returns)
+                and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
+                         torch.Tag.data_dependent_output} & set(func.tags))
+        _PURE[func] = pure
+    return pure
+
+
+def not_pure(func) -> None:
+    """Records that ``func`` aliases its input although its schema does not say so
+    (``_unsafe_view``)."""
+    _PURE[func] = False
 
 
 def call_key(func, args, kwargs, tensor_key):
@@ -224,10 +231,9 @@ class MetaShapes:
 
     def __init__(self):
         self.outputs: dict = {}
-        self.pure = _PureOps()
 
     def __call__(self, func, args, kwargs):
-        key = _shape_key(func, args, kwargs) if func in self.pure else None
+        key = _shape_key(func, args, kwargs) if is_pure(func) else None
         if key is not None:
             shapes = self.outputs.get(key)
             if shapes is not None:

@@ -34,11 +34,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch._subclasses.fake_tensor import (FakeTensor, FakeTensorMode,
+                                             in_kernel_invocation_manager)
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from zoo.counting import call_key
+from zoo.counting import call_key, is_pure, not_pure
 
 CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
               "workspace"]
@@ -122,9 +123,9 @@ class MemoryTracker(TorchDispatchMode):
         else:
             out = func(*args, **kwargs)
             if key is not None:
-                entry = _fake_entry(out, self.fake_mode)
+                entry = _fake_entry(out)
                 if entry is not None and _shares_storage(out, args, kwargs):
-                    _PURE[func] = False  # an alias its schema does not declare (_unsafe_view)
+                    not_pure(func)  # an alias its schema does not declare (_unsafe_view)
                 elif entry is not None:
                     self.outputs[key] = entry
         if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
@@ -147,12 +148,8 @@ class MemoryTracker(TorchDispatchMode):
         base = args[0]
         if entry is not None:
             size, stride, offset, dtype = entry
-            from torch._subclasses.fake_tensor import in_kernel_invocation_manager
-
-            with in_kernel_invocation_manager(self.fake_mode):
-                empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
-                empty.set_(base.untyped_storage(), offset, size, stride)
-            return FakeTensor(self.fake_mode, empty, base.device)
+            return _fake_empty(self.fake_mode, size, stride, dtype, base.device, view_of=base,
+                               offset=offset)
         out = func(*args, **kwargs)
         if key is not None and type(out) is FakeTensor and out.constant is None \
                 and out.untyped_storage() is base.untyped_storage() and out.dtype == base.dtype:
@@ -174,21 +171,6 @@ class MemoryTracker(TorchDispatchMode):
 # devices and the other arguments: the output is made again from what the first call returned,
 # with a storage of its own as the op would give it.
 
-_PURE: dict = {}
-
-
-def _pure(func) -> bool:
-    pure = _PURE.get(func)
-    if pure is None:
-        schema = func._schema
-        pure = (isinstance(func, torch._ops.OpOverload) and not schema.is_mutable
-                and bool(schema.returns) and not any(r.alias_info for r in schema.returns)
-                and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
-                         torch.Tag.data_dependent_output} & set(func.tags))
-        _PURE[func] = pure
-    return pure
-
-
 _VIEWS: dict = {}
 
 
@@ -209,7 +191,7 @@ def _simple_view(func) -> bool:
 
 
 def _fake_key(func, args, kwargs, mode, view: bool = False):
-    if not isinstance(func, torch._ops.OpOverload) or not (view or _pure(func)):
+    if not isinstance(func, torch._ops.OpOverload) or not (view or is_pure(func)):
         return None
 
     def tensor_key(a):
@@ -241,7 +223,17 @@ def _one_entry(t):
     return (size, stride, t.dtype, t.device)
 
 
-def _fake_entry(out, mode):
+def _fake_empty(mode, size, stride, dtype, device, view_of=None, offset=0) -> FakeTensor:
+    """A fake tensor made without dispatching an op: a storage of its own, or a view of
+    ``view_of``'s storage."""
+    with in_kernel_invocation_manager(mode):
+        empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
+        if view_of is not None:
+            empty.set_(view_of.untyped_storage(), offset, size, stride)
+    return FakeTensor(mode, empty, device)
+
+
+def _fake_entry(out):
     if isinstance(out, torch.Tensor):
         return _one_entry(out)
     if isinstance(out, (tuple, list)) and out and all(isinstance(t, torch.Tensor) for t in out):
@@ -251,18 +243,10 @@ def _fake_entry(out, mode):
 
 
 def _fake_outputs(entry, mode):
-    from torch._subclasses.fake_tensor import in_kernel_invocation_manager
-
-    def make(e):
-        size, stride, dtype, device = e
-        with in_kernel_invocation_manager(mode):
-            empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
-        return FakeTensor(mode, empty, device)
-
     if isinstance(entry[0], type):
         kind, entries = entry
-        return kind(make(e) for e in entries)
-    return make(entry)
+        return kind(_fake_empty(mode, *e) for e in entries)
+    return _fake_empty(mode, *entry)
 
 
 _RANKS = {c: i for i, c in enumerate(["temporaries", "activations", "workspace", "optimizer",
@@ -300,15 +284,11 @@ def _fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
     """``meta_model`` with every parameter and buffer a fresh fake CPU tensor of the same shape
     and strides: what ``to_empty(device="cpu")`` under ``mode`` gives, without dispatching an op
     per tensor. Tensors shared between modules stay shared."""
-    from torch._subclasses.fake_tensor import in_kernel_invocation_manager
-
     cpu = torch.device("cpu")
     made: dict[int, torch.Tensor] = {}  # id of a meta tensor of the model (they all stay alive)
 
     def fake(t: torch.Tensor) -> torch.Tensor:
-        with in_kernel_invocation_manager(mode):
-            empty = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
-        return FakeTensor(mode, empty, cpu)
+        return _fake_empty(mode, t.shape, t.stride(), t.dtype, cpu)
 
     originals = []  # keeps the meta tensors alive, so that no id is reused while copying
     with mode:
@@ -460,8 +440,6 @@ def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: 
              fake: bool = True) -> MemoryTracker:
     """``Simulator.run`` on a model from ``build_model`` (it returns an ``nn.Module`` on the meta
     device); ``fake=False`` runs the same on real CPU tensors."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
     return Simulator(build_model(), fake).run(input_shape, batch, mode, precision, workspace,
                                               checkpointing)
 
