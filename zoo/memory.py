@@ -59,10 +59,12 @@ class MemoryTracker(TorchDispatchMode):
     """Follows every storage's life and records memory by category after every op."""
 
     def __init__(self, workspace: int = CUBLAS_WORKSPACE, fake_mode: FakeTensorMode | None = None,
-                 outputs: dict | None = None):
+                 outputs: dict | None = None, shortcuts: bool = True):
         super().__init__()
-        # fake tensors: outputs of pure ops by call shapes, shared by a Simulator's runs
         self.fake_mode = fake_mode
+        # fake tensors: ops made cheaper than by FakeTensorMode's dispatch (see _shortcut), with
+        # outputs by call shapes in ``outputs``
+        self.shortcuts = shortcuts and fake_mode is not None
         self.outputs = outputs if outputs is not None else {}
         self.meta_ok = False  # meta tensors are tracked too (the optimizer step on meta)
         self.live: dict[int, list] = {}  # id(storage) -> [bytes, category]
@@ -113,21 +115,14 @@ class MemoryTracker(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        key = _fake_key(func, args, kwargs, self.fake_mode) if self.fake_mode is not None else None
-        entry = self.outputs.get(key) if key is not None else None
-        if entry is not None:
-            out = _fake_outputs(entry, self.fake_mode)
-        elif key is None and self.fake_mode is not None and _simple_view(func) \
-                and not torch.is_inference_mode_enabled():
-            out = self._view(func, args, kwargs)
+        if self.shortcuts:
+            if func is _DEVICE and type(args[0]) is FakeTensor \
+                    and not args[0].fake_mode.in_kernel_invocation:
+                self.record()  # as after any op (a tensor may have been freed meanwhile)
+                return args[0].fake_device  # a fake tensor's device, as FakeTensorMode answers
+            out = self._shortcut(func, args, kwargs)
         else:
             out = func(*args, **kwargs)
-            if key is not None:
-                entry = _fake_entry(out)
-                if entry is not None and _shares_storage(out, args, kwargs):
-                    not_pure(func)  # an alias its schema does not declare (_unsafe_view)
-                elif entry is not None:
-                    self.outputs[key] = entry
         if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
                 and self.phase not in self._phases_with_workspace:
             self._phases_with_workspace.add(self.phase)
@@ -137,6 +132,30 @@ class MemoryTracker(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self.track(t, "temporaries")
         self.record()
+        return out
+
+    def _shortcut(self, func, args, kwargs):
+        """The op's outputs on fake tensors, made the cheapest way that gives what FakeTensorMode
+        gives: again from the shapes of an earlier call (an op whose outputs follow from its
+        inputs' shapes, or a view), or from the op's meta kernel without the mode's dispatch
+        (see _meta_direct); by the mode's dispatch otherwise."""
+        mode = self.fake_mode
+        key = _fake_key(func, args, kwargs, mode)
+        entry = self.outputs.get(key) if key is not None else None
+        if entry is not None:
+            return _fake_outputs(entry, mode)
+        if key is None and _simple_view(func) and not torch.is_inference_mode_enabled():
+            return self._view(func, args, kwargs)
+        out = _meta_call(func, args, kwargs, mode) if _meta_direct(func) else None
+        if out is None:
+            out = func(*args, **kwargs)
+        if key is not None:
+            entry = _fake_entry(out)
+            if entry is not None and _shares_storage(out, args, kwargs):
+                not_pure(func)  # an alias its schema does not declare (_unsafe_view)
+                _FRESH[func] = False
+            elif entry is not None:
+                self.outputs[key] = entry
         return out
 
     def _view(self, func, args, kwargs):
@@ -164,12 +183,17 @@ class MemoryTracker(TorchDispatchMode):
         return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
 
 
-# ---- a cheaper cache for fake tensors ---------------------------------------------------------
-# FakeTensorMode caches ops too, but its key (it handles symbolic shapes) costs more than running
-# most meta kernels. For a pure op (no input written to or returned as a view, no randomness, no
-# data-dependent output), output sizes depend only on the inputs' shapes, strides, dtypes,
-# devices and the other arguments: the output is made again from what the first call returned,
-# with a storage of its own as the op would give it.
+# ---- cheaper fake tensors ---------------------------------------------------------------------
+# FakeTensorMode's dispatch is general (symbolic shapes, constants, its own cache, whose key costs
+# more than most meta kernels); a simulation needs none of that. Two shortcuts give the same
+# outputs for less:
+# - an op whose outputs follow from its inputs' shapes (no input returned as a view, no
+#   randomness, no data-dependent size; writing to an input's data is allowed, as batch norm does
+#   to its running statistics) is made again from what its first call with the same shapes,
+#   strides, dtypes and other arguments returned, with a storage of its own as the op gives it;
+# - an op for which the mode would only run the meta kernel and wrap the outputs runs that
+#   kernel directly.
+# tests/test_memory.py checks that both change no figure against the mode's own dispatch.
 
 _VIEWS: dict = {}
 
@@ -190,8 +214,27 @@ def _simple_view(func) -> bool:
     return view
 
 
+_FRESH: dict = {}
+
+
+def _fresh_outputs(func) -> bool:
+    """A pure op (``counting.is_pure``), or one whose only other effect is writing to the data of
+    some inputs (batch norm's running statistics): on fake tensors, which hold no data, its
+    outputs too follow from the shapes alone."""
+    fresh = _FRESH.get(func)
+    if fresh is None:
+        schema = func._schema
+        fresh = is_pure(func) or (
+            bool(schema.returns) and not any(r.alias_info for r in schema.returns)
+            and torch.Tag.inplace_view not in func.tags
+            and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
+                     torch.Tag.data_dependent_output} & set(func.tags))
+        _FRESH[func] = fresh
+    return fresh
+
+
 def _fake_key(func, args, kwargs, mode, view: bool = False):
-    if not isinstance(func, torch._ops.OpOverload) or not (view or is_pure(func)):
+    if not isinstance(func, torch._ops.OpOverload) or not (view or _fresh_outputs(func)):
         return None
 
     def tensor_key(a):
@@ -200,6 +243,76 @@ def _fake_key(func, args, kwargs, mode, view: bool = False):
         return (tuple(a.shape), a.stride(), a.dtype, a.device, a.storage_offset())
 
     return call_key(func, args, kwargs, tensor_key)
+
+
+_DIRECT: dict = {}
+_DEVICE = torch.ops.prim.device.default
+
+
+def _meta_direct(func) -> bool:
+    """Whether FakeTensorMode, given only fake tensors of its own with static shapes and no
+    constants, would run ``func``'s meta kernel and wrap its outputs, with nothing else (no
+    decomposition, no fake-specific rule, no fallback). Such an op can skip the mode's dispatch."""
+    direct = _DIRECT.get(func)
+    if direct is None:
+        direct = False
+        try:
+            direct = _meta_kernel_only(func)
+        except Exception:  # another torch release: take the mode's own path
+            direct = False
+        _DIRECT[func] = direct
+    return direct
+
+
+def _meta_kernel_only(func) -> bool:
+    from torch._decomp import decomposition_table, meta_table
+    from torch._subclasses import fake_tensor as ft
+    from torch._subclasses.fake_impls import has_meta, op_implementations_checks
+
+    if not isinstance(func, torch._ops.OpOverload) or func.namespace != "aten":
+        return False
+    if func in ft._DISPATCH_META_HANDLERS or func in ft._DISPATCH_HANDLE_DIRECTLY \
+            or func in FakeTensorMode.lift_fns or func is torch.ops.aten.to_dense.default:
+        return False
+    if torch.Tag.nondeterministic_seeded in func.tags or torch.Tag.data_dependent_output in func.tags:
+        return False
+    if func not in meta_table and not (torch.Tag.view_copy in func.tags
+                                       or func in FakeTensorMode._cpp_meta_supports_symint):
+        decomposition = decomposition_table.get(func)
+        if decomposition is not None and decomposition.__module__.startswith("torch._decomp"):
+            return False
+        dk = torch._C.DispatchKey.CompositeImplicitAutograd
+        if dk in func.py_kernels or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), dk):
+            return False
+    if torch._dynamo.config._custom_ops_profile is not None:
+        return False
+    if torch._library.simple_registry.singleton.find(func.name()).fake_impl.kernel:
+        return False
+    if any(check(func) for check, _ in op_implementations_checks):
+        return False
+    return has_meta(func)
+
+
+def _meta_call(func, args, kwargs, mode):
+    """``func``'s meta kernel on the fake tensors ``args``, outputs wrapped as FakeTensorMode
+    does; None where an argument is not a plain fake tensor of ``mode`` (the caller then takes
+    the mode's own path)."""
+    flat = tree_flatten((args, kwargs))[0]
+    seen = False
+    for a in flat:
+        if isinstance(a, torch.Tensor):
+            if type(a) is not FakeTensor or a.fake_mode is not mode or a.constant is not None \
+                    or a.is_sparse:
+                return None
+            seen = True
+        elif isinstance(a, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            return None
+    if not seen:
+        return None
+    with in_kernel_invocation_manager(mode):
+        out = func(*args, **kwargs)
+    return mode.wrap_meta_outputs_with_default_device_logic(out, func, flat,
+                                                            device=kwargs.get("device"))
 
 
 def _shares_storage(out, args, kwargs) -> bool:
@@ -305,20 +418,33 @@ def _fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
     return meta_model
 
 
+# Outputs by call shapes (see _fake_key), shared by all simulators of a process: models share
+# many shapes (a family's blocks, the same network in two libraries).
+_OUTPUTS: dict = {}
+_OUTPUTS_LIMIT = 500_000  # entries; past it the cache starts afresh
+
+
 class Simulator:
     """One model on fake CPU tensors (``fake=False``: real ones), simulated as often as needed.
 
-    The fake model is made once, under one ``FakeTensorMode`` whose dispatch cache then serves every
-    simulation; each simulation starts from the same state (no gradients, no hooks, no optimizer,
-    checkpointing off) and tracks the model's tensors afresh."""
+    The fake model is made once; each simulation starts from the same state (no gradients, no
+    hooks, no optimizer, checkpointing off) and tracks the model's tensors afresh.
+    ``shortcuts=False`` runs every op through FakeTensorMode's own dispatch (and its cache), the
+    reference the shortcuts are tested against."""
 
-    def __init__(self, meta_model: nn.Module, fake: bool = True):
+    def __init__(self, meta_model: nn.Module, fake: bool = True, shortcuts: bool = True):
         self.fake = fake
+        self.shortcuts = shortcuts
         self.mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
+        if fake and shortcuts:
+            # The mode's own cache keys every call at a cost above most meta kernels; the
+            # simulators' cache serves the repeats instead.
+            self.mode.cache_enabled = False
         # the model's tensors as meta shapes, for the optimizer step (see step)
         self.meta_tensors = [[(p.shape, p.dtype, p.requires_grad) for p in meta_model.parameters()],
                              [(b.shape, b.dtype) for b in meta_model.buffers()]]
-        self.outputs: dict = {}  # see _fake_key
+        if len(_OUTPUTS) > _OUTPUTS_LIMIT:
+            _OUTPUTS.clear()
         if fake:
             self.model = _fake_copy(meta_model, self.mode)
         else:
@@ -333,7 +459,7 @@ class Simulator:
         return self.mode if self.mode is not None else contextlib.nullcontext()
 
     def _tracker(self, workspace: int) -> MemoryTracker:
-        tracker = MemoryTracker(workspace, self.mode, self.outputs)
+        tracker = MemoryTracker(workspace, self.mode, _OUTPUTS, self.shortcuts)
         for p in self.model.parameters():
             tracker.track(p, "parameters")
         for b in self.model.buffers():
