@@ -131,3 +131,75 @@ def test_reference_counter_equals_flop_counter_mode(name):
                          ) as counter:
         model(torch.cat([example_input(entry)] * 2)).sum().backward()
     assert count_training_flops(build(entry), example_input(entry)) == counter.get_total_flops() // 2
+
+
+def _layouts(shape, dtype):
+    """Meta tensors of ``shape`` in several layouts: contiguous, channels-last, a permuted view,
+    a slice (not laid out as a new tensor)."""
+    def m(*s):
+        return torch.empty(*s, dtype=dtype, device="meta")
+
+    out = [m(*shape)]
+    if len(shape) == 4:
+        out.append(m(*shape).to(memory_format=torch.channels_last))
+        n, c, h, w = shape
+        out.append(m(n, h, w, c).permute(0, 3, 1, 2))
+        out.append(m(n, c + 1, h, w)[:, 1:])
+    else:
+        out.append(m(*reversed(shape)).permute(*reversed(range(len(shape)))))
+    return out
+
+
+def _cases():
+    """(op, args, kwargs) over shapes with and without size-1 dimensions, layouts and dtypes."""
+    aten = torch.ops.aten
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        def v(*s, d=dtype):
+            return torch.empty(*s, dtype=d, device="meta")
+
+        for shape in [(2, 8, 5, 6), (1, 8, 1, 1), (1, 1, 3, 3), (2, 8), (3, 5, 8)]:
+            for x in _layouts(shape, dtype):
+                c = x.shape[1]
+                for op in (aten.gelu.default, aten.relu.default, aten.hardswish.default,
+                           aten.hardsigmoid.default, aten.silu.default, aten.sigmoid.default,
+                           aten.tanh.default, aten.mish.default, aten.elu.default,
+                           aten.leaky_relu.default):
+                    yield op, (x,), {}
+                for training in (True, False):
+                    for d in (dtype, torch.float32):
+                        stats = (v(c, d=d), v(c, d=d), v(c, d=d), v(c, d=d))
+                        yield aten.native_batch_norm.default, (x, *stats, training, 0.1, 1e-5), {}
+                    yield aten.native_batch_norm.default, (x, None, None, v(c), v(c), training,
+                                                           0.1, 1e-5), {}
+                for k in (1, 2):
+                    norm = list(x.shape[-k:])
+                    yield aten.native_layer_norm.default, (x, norm, v(*norm), v(*norm), 1e-6), {}
+                    yield aten.native_layer_norm.default, (x, norm, None, None, 1e-6), {}
+        for m1 in _layouts((6, 8), dtype) + _layouts((1, 8), dtype):
+            for m2 in _layouts((8, 10), dtype):
+                for bias in (v(10), v(m1.shape[0], 10), v(1, 10), v(1)):
+                    yield aten.addmm.default, (bias, m1, m2), {}
+                    yield aten.addmm.default, (bias, m1, m2), {"beta": 0.5, "alpha": 2}
+
+
+def test_shape_rules_give_what_the_meta_kernels_give():
+    """The counter's shape rules (for ops whose meta kernels are slow Python) against the kernels
+    themselves: the same shapes, strides and dtypes wherever a rule answers."""
+    from zoo.counting import SHAPE_RULES
+
+    def described(out):
+        outs = out if isinstance(out, tuple) else (out,)
+        return [(tuple(t.shape), t.stride(), t.dtype) for t in outs]
+
+    answered = 0
+    for op, args, kwargs in _cases():
+        got = SHAPE_RULES[op](*args, **kwargs)
+        try:
+            want = described(op(*args, **kwargs))
+        except Exception:  # where the kernel refuses, the rule must not answer
+            want = None
+        if got is None:
+            continue
+        answered += 1
+        assert described(got) == want, (op, args, kwargs)
+    assert answered > 500

@@ -222,6 +222,100 @@ def _from_shapes(shapes):
     return torch.empty_strided(s, st, dtype=d, device="meta")
 
 
+# ---- shape rules for ops whose meta kernels are slow --------------------------------------------
+# The meta kernels of norms and of some activations are Python decompositions that take about a
+# millisecond per new shape, more than the rest of a count. Their outputs follow simple rules,
+# applied here only where they are sure (inputs laid out as torch lays out a new tensor; anything
+# else runs the kernel); tests/test_formulas.py checks them against the kernels.
+
+_ACTIVATIONS = {aten.gelu.default, aten.relu.default, aten.hardswish.default,
+                aten.hardsigmoid.default, aten.silu.default, aten.sigmoid.default,
+                aten.tanh.default, aten.mish.default, aten.elu.default, aten.leaky_relu.default}
+
+
+def _laid_out_new(t) -> bool:
+    """A meta float tensor with the strides of a new contiguous or channels-last tensor."""
+    from torch._prims_common import make_channels_last_strides_for
+
+    if not (isinstance(t, torch.Tensor) and t.is_meta and t.is_floating_point()
+            and t.storage_offset() == 0 and t.numel() > 0):
+        return False
+    stride = tuple(t.stride())
+    return stride == _contiguous_strides(t) or (
+        t.dim() == 4 and stride == tuple(make_channels_last_strides_for(t.shape)))
+
+
+def _contiguous_strides(t) -> tuple:
+    from torch._prims_common import make_contiguous_strides_for
+
+    return tuple(make_contiguous_strides_for(t.shape))
+
+
+def _like(t, dtype=None):
+    return torch.empty_strided(t.shape, t.stride(), dtype=dtype or t.dtype, device="meta")
+
+
+def _stats(shape, x):
+    """Mean and inverse deviation of a norm: in float32 for half-precision inputs."""
+    from torch._prims_common import get_computation_dtype
+
+    dtype = get_computation_dtype(x.dtype)
+    return (torch.empty(shape, dtype=dtype, device="meta"),
+            torch.empty(shape, dtype=dtype, device="meta"))
+
+
+def _channel_vectors(c, *ts) -> bool:
+    return all(t is None or (isinstance(t, torch.Tensor) and t.is_meta and tuple(t.shape) == (c,))
+               for t in ts)
+
+
+def _batch_norm_rule(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    if not (_laid_out_new(x) and x.dim() >= 2
+            and _channel_vectors(x.shape[1], weight, bias, running_mean, running_var)
+            and (running_mean is not None and running_var is not None if not training
+                 # training with running statistics needs two values per channel
+                 else running_var is None or x.numel() > x.shape[1])):
+        return None
+    return (_like(x), *_stats((x.shape[1],), x))
+
+
+def _layer_norm_rule(x, normalized_shape, weight, bias, eps):
+    # the kernel makes its input contiguous first: a new contiguous tensor, unless the input
+    # already is contiguous (then with its own strides, which may be unusual in size-1 dims)
+    k = len(normalized_shape)
+    if not (isinstance(x, torch.Tensor) and x.is_meta and x.is_floating_point()
+            and x.numel() > 0 and 0 < k <= x.dim()
+            and (not x.is_contiguous() or x.stride() == _contiguous_strides(x))
+            and tuple(x.shape[x.dim() - k:]) == tuple(normalized_shape)
+            and all(t is None or (isinstance(t, torch.Tensor) and t.is_meta
+                                  and tuple(t.shape) == tuple(normalized_shape))
+                    for t in (weight, bias))):
+        return None
+    return (torch.empty(x.shape, dtype=x.dtype, device="meta"),
+            *_stats(tuple(x.shape[:x.dim() - k]) + (1,) * k, x))
+
+
+def _addmm_rule(bias, m1, m2, *, beta=1, alpha=1):
+    tensors = (bias, m1, m2)
+    if not (all(isinstance(t, torch.Tensor) and t.is_meta and t.is_floating_point()
+                and t.dtype == m1.dtype for t in tensors)
+            and m1.dim() == 2 and m2.dim() == 2 and m1.shape[1] == m2.shape[0]
+            and bias.dim() <= 2 and all(b in (1, n) for b, n in zip(
+                reversed(bias.shape), (m2.shape[1], m1.shape[0])))):
+        return None
+    return torch.empty((m1.shape[0], m2.shape[1]), dtype=m1.dtype, device="meta")
+
+
+def _activation_rule(x, *args, **kwargs):
+    return _like(x) if _laid_out_new(x) else None
+
+
+SHAPE_RULES = {aten.native_batch_norm.default: _batch_norm_rule,
+               aten.native_layer_norm.default: _layer_norm_rule,
+               aten.addmm.default: _addmm_rule,
+               **{op: _activation_rule for op in _ACTIVATIONS}}
+
+
 class MetaShapes:
     """Runs ops on meta tensors; an op already run on the same shapes is not run again (meta
     kernels are mostly Python, and the repeated blocks of a network cost most of a pass): its
@@ -238,7 +332,10 @@ class MetaShapes:
             shapes = self.outputs.get(key)
             if shapes is not None:
                 return _from_shapes(shapes)
-        out = func(*args, **kwargs)
+        rule = SHAPE_RULES.get(func)
+        out = rule(*args, **kwargs) if rule is not None else None
+        if out is None:
+            out = func(*args, **kwargs)
         if key is not None:
             shapes = _shapes_of(out)
             if shapes is not None:
