@@ -163,7 +163,10 @@ def _cases():
                 for op in (aten.gelu.default, aten.relu.default, aten.hardswish.default,
                            aten.hardsigmoid.default, aten.silu.default, aten.sigmoid.default,
                            aten.tanh.default, aten.mish.default, aten.elu.default,
-                           aten.leaky_relu.default):
+                           aten.leaky_relu.default, aten.relu_.default, aten.hardtanh_.default,
+                           aten.hardswish_.default, aten.hardsigmoid_.default, aten.silu_.default,
+                           aten.sigmoid_.default, aten.tanh_.default, aten.elu_.default,
+                           aten.leaky_relu_.default, aten.mish_.default):
                     yield op, (x,), {}
                 for training in (True, False):
                     for d in (dtype, torch.float32):
@@ -175,6 +178,8 @@ def _cases():
                     norm = list(x.shape[-k:])
                     yield aten.native_layer_norm.default, (x, norm, v(*norm), v(*norm), 1e-6), {}
                     yield aten.native_layer_norm.default, (x, norm, None, None, 1e-6), {}
+        for op in (aten.relu_.default, aten.hardtanh_.default, aten.gelu.default):
+            yield op, (v(2, 3, d=torch.int64),), {}  # not on integers
         for m1 in _layouts((6, 8), dtype) + _layouts((1, 8), dtype):
             for m2 in _layouts((8, 10), dtype):
                 for bias in (v(10), v(m1.shape[0], 10), v(1, 10), v(1)):
@@ -203,3 +208,15 @@ def test_shape_rules_give_what_the_meta_kernels_give():
         answered += 1
         assert described(got) == want, (op, args, kwargs)
     assert answered > 500
+
+
+def test_reference_count_leaves_no_hook_behind():
+    """The counter follows modules with global hooks; it removes them all, even though it enters
+    itself again to decompose ops (a leak slowed every later count of the process)."""
+    from torch.nn.modules import module
+
+    before = (len(module._global_forward_pre_hooks), len(module._global_forward_hooks))
+    entry = select(["torchvision:resnet18"])[0]
+    for _ in range(2):
+        count_forward(build(entry, "meta"), example_input(entry))
+    assert (len(module._global_forward_pre_hooks), len(module._global_forward_hooks)) == before

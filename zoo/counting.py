@@ -140,6 +140,20 @@ _NO_SKIP = {torch.ops.aten.size.default, torch.ops.aten.sym_size.default,
             torch.ops.aten.is_contiguous.memory_format, torch.ops.prim.layout.default}
 
 
+_COMPOSITE: dict = {}
+
+
+def _composite(func) -> bool:
+    """Whether ``func.decompose`` has a decomposition to run (CompositeImplicitAutograd)."""
+    composite = _COMPOSITE.get(func)
+    if composite is None:
+        dk = torch._C.DispatchKey.CompositeImplicitAutograd
+        composite = dk in func.py_kernels or torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), dk)
+        _COMPOSITE[func] = composite
+    return composite
+
+
 def _holds_no_product(func) -> bool:
     return torch.Tag.pointwise in func.tags or func._overloadpacket.__name__ in _NORMS
 
@@ -310,10 +324,20 @@ def _activation_rule(x, *args, **kwargs):
     return _like(x) if _laid_out_new(x) else None
 
 
+_IN_PLACE = {aten.relu_.default, aten.hardtanh_.default, aten.hardswish_.default,
+             aten.hardsigmoid_.default, aten.silu_.default, aten.sigmoid_.default,
+             aten.tanh_.default, aten.elu_.default, aten.leaky_relu_.default, aten.mish_.default}
+
+
+def _in_place_rule(x, *args, **kwargs):
+    return x if isinstance(x, torch.Tensor) and x.is_meta and x.is_floating_point() else None
+
+
 SHAPE_RULES = {aten.native_batch_norm.default: _batch_norm_rule,
                aten.native_layer_norm.default: _layer_norm_rule,
                aten.addmm.default: _addmm_rule,
-               **{op: _activation_rule for op in _ACTIVATIONS}}
+               **{op: _activation_rule for op in _ACTIVATIONS},
+               **{op: _in_place_rule for op in _IN_PLACE}}
 
 
 class MetaShapes:
@@ -327,20 +351,26 @@ class MetaShapes:
         self.outputs: dict = {}
 
     def __call__(self, func, args, kwargs):
+        return self.run(func, args, kwargs)[0]
+
+    def run(self, func, args, kwargs):
+        """(the op's output, the call's key or None)."""
         key = _shape_key(func, args, kwargs) if is_pure(func) else None
         if key is not None:
             shapes = self.outputs.get(key)
             if shapes is not None:
-                return _from_shapes(shapes)
+                return _from_shapes(shapes), key
         rule = SHAPE_RULES.get(func)
         out = rule(*args, **kwargs) if rule is not None else None
         if out is None:
             out = func(*args, **kwargs)
         if key is not None:
             shapes = _shapes_of(out)
-            if shapes is not None:
+            if shapes is None:
+                key = None
+            else:
                 self.outputs[key] = shapes
-        return out
+        return out, key
 
     def mode(self) -> TorchDispatchMode:
         run = self
@@ -375,17 +405,23 @@ class ProductCounter(TorchDispatchMode):
         self.stack: list[str] = []
         self.in_attention = 0
         self._handles = []
+        self._depth = 0  # the mode is entered again to decompose an op: hooks once only
         self._run = MetaShapes()
+        self._flops_of: dict = {}  # call key -> FLOPs (a formula depends on shapes only)
 
     def __enter__(self):
-        if self.names:
+        if self.names and self._depth == 0:
             self._handles = [nn.modules.module.register_module_forward_pre_hook(self._enter),
                              nn.modules.module.register_module_forward_hook(self._exit)]
+        self._depth += 1
         return super().__enter__()
 
     def __exit__(self, *args):
-        for h in self._handles:
-            h.remove()
+        self._depth -= 1
+        if self._depth == 0:
+            for h in self._handles:
+                h.remove()
+            self._handles = []
         return super().__exit__(*args)
 
     def _enter(self, module, _inputs):
@@ -407,14 +443,18 @@ class ProductCounter(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         packet = func._overloadpacket
-        if packet not in self.registry and not _holds_no_product(func):
+        if packet not in self.registry and not _holds_no_product(func) and _composite(func):
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:
                 return out
-        out = self._run(func, args, kwargs)
+        out, key = self._run.run(func, args, kwargs)
         if packet in self.registry:
-            flops = self.registry[packet](*args, **kwargs, out_val=out)
+            flops = self._flops_of.get(key) if key is not None else None
+            if flops is None:
+                flops = self.registry[packet](*args, **kwargs, out_val=out)
+                if key is not None:
+                    self._flops_of[key] = flops
             op = str(packet)
             self.flops[op] = self.flops.get(op, 0) + flops
             if self.stack:
