@@ -250,13 +250,15 @@ def test_interpolated_peak_equals_a_simulation_at_that_batch():
 
 @pytest.mark.parametrize("arch, size", [("resnet18", 64), ("densenet121", 64),
                                         ("mobilenet_v3_small", 64), ("swin_t", 64),
-                                        ("vit_b_16", 64)])
+                                        ("vit_b_16", 64), ("timm:vit_tiny_patch16_224", 224)])
 def test_shortcuts_give_what_fake_tensor_mode_gives(arch, size):
     """The simulator's shortcuts (outputs remade from earlier calls' shapes, meta kernels run
     without FakeTensorMode's dispatch) against the mode's own dispatch: the same memory after
     every op, in training and inference, fp32 and AMP. (Storages freed together, e.g. a graph's
     saved tensors, may be freed in another order: only the state after such a run is compared.)"""
-    entry = Entry("torchvision", arch, "IMAGENET1K_V1", size)
+    library, _, arch = arch.rpartition(":")
+    entry = (Entry("timm", arch, "augreg_in21k_ft_in1k", size) if library == "timm" else
+             Entry("torchvision", arch, "IMAGENET1K_V1", size))
     fast = memory.Simulator(build(entry, "meta"))
     reference = memory.Simulator(build(entry, "meta"), shortcuts=False)
     for mode in ("training", "inference"):

@@ -144,7 +144,8 @@ class MemoryTracker(TorchDispatchMode):
         entry = self.outputs.get(key) if key is not None else None
         if entry is not None:
             return _fake_outputs(entry, mode)
-        if key is None and _simple_view(func) and not torch.is_inference_mode_enabled():
+        if key is None and (_simple_view(func) or func in _ALIASING) \
+                and not torch.is_inference_mode_enabled():
             return self._view(func, args, kwargs)
         out = _meta_call(func, args, kwargs, mode) if _meta_direct(func) else None
         if out is None:
@@ -154,6 +155,7 @@ class MemoryTracker(TorchDispatchMode):
             if entry is not None and _shares_storage(out, args, kwargs):
                 not_pure(func)  # an alias its schema does not declare (_unsafe_view)
                 _FRESH[func] = False
+                _ALIASING.add(func)  # from now on made as a view where it returns one
             elif entry is not None:
                 self.outputs[key] = entry
         return out
@@ -233,8 +235,23 @@ def _fresh_outputs(func) -> bool:
     return fresh
 
 
+_ALIASING: set = set()  # ops found returning a view of their input though the schema says not
+# Ops that draw random numbers only for dropout: without it, their outputs follow from shapes
+_DROPOUT_ARG = {torch.ops.aten.scaled_dot_product_attention.default: (4, "dropout_p")}
+
+
+def _without_dropout(func, args, kwargs) -> bool:
+    where = _DROPOUT_ARG.get(func)
+    if where is None:
+        return False
+    i, name = where
+    p = args[i] if len(args) > i else kwargs.get(name, 0.0)
+    return isinstance(p, (int, float)) and p == 0
+
+
 def _fake_key(func, args, kwargs, mode, view: bool = False):
-    if not isinstance(func, torch._ops.OpOverload) or not (view or _fresh_outputs(func)):
+    if not isinstance(func, torch._ops.OpOverload) or not (
+            view or _fresh_outputs(func) or _without_dropout(func, args, kwargs)):
         return None
 
     def tensor_key(a):
