@@ -237,14 +237,15 @@ def _from_shapes(shapes):
 
 
 # ---- shape rules for ops whose meta kernels are slow --------------------------------------------
-# The meta kernels of norms and of some activations are Python decompositions that take about a
-# millisecond per new shape, more than the rest of a count. Their outputs follow simple rules,
+# The meta kernels of norms, of some activations and of addmm are Python decompositions that take
+# about a millisecond per new shape, more than the rest of a count. Their outputs follow simple rules,
 # applied here only where they are sure (inputs laid out as torch lays out a new tensor; anything
 # else runs the kernel); tests/test_formulas.py checks them against the kernels.
 
-_ACTIVATIONS = {aten.gelu.default, aten.relu.default, aten.hardswish.default,
-                aten.hardsigmoid.default, aten.silu.default, aten.sigmoid.default,
-                aten.tanh.default, aten.mish.default, aten.elu.default, aten.leaky_relu.default}
+_ACTIVATION_OPS = {aten.gelu.default, aten.relu.default, aten.hardswish.default,
+                   aten.hardsigmoid.default, aten.silu.default, aten.sigmoid.default,
+                   aten.tanh.default, aten.mish.default, aten.elu.default,
+                   aten.leaky_relu.default}
 
 
 def _laid_out_new(t) -> bool:
@@ -336,7 +337,7 @@ def _in_place_rule(x, *args, **kwargs):
 SHAPE_RULES = {aten.native_batch_norm.default: _batch_norm_rule,
                aten.native_layer_norm.default: _layer_norm_rule,
                aten.addmm.default: _addmm_rule,
-               **{op: _activation_rule for op in _ACTIVATIONS},
+               **{op: _activation_rule for op in _ACTIVATION_OPS},
                **{op: _in_place_rule for op in _IN_PLACE}}
 
 
