@@ -28,6 +28,8 @@ from math import prod
 
 import torch
 from torch import nn
+from torch._prims_common import (get_computation_dtype, make_channels_last_strides_for,
+                                 make_contiguous_strides_for)
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, shape_wrapper
 
@@ -143,7 +145,7 @@ _NO_SKIP = {torch.ops.aten.size.default, torch.ops.aten.sym_size.default,
 _COMPOSITE: dict = {}
 
 
-def _composite(func) -> bool:
+def is_composite(func) -> bool:
     """Whether ``func.decompose`` has a decomposition to run (CompositeImplicitAutograd)."""
     composite = _COMPOSITE.get(func)
     if composite is None:
@@ -161,24 +163,25 @@ def _holds_no_product(func) -> bool:
 _PURE: dict = {}  # op -> whether the op is pure (see is_pure)
 
 
+def outputs_from_shapes(func) -> bool:
+    """Whether an op returns new tensors (no view of an input), draws no random numbers and has
+    no data-dependent output size, by its schema and tags: its outputs' sizes follow from its
+    inputs' shapes."""
+    schema = func._schema
+    return (isinstance(func, torch._ops.OpOverload) and bool(schema.returns)
+            and not any(r.alias_info for r in schema.returns)
+            and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
+                     torch.Tag.data_dependent_output} & set(func.tags))
+
+
 def is_pure(func) -> bool:
     """Whether an op neither writes to nor returns a view of its inputs, draws no random numbers
     and has no data-dependent output size: its output sizes follow from its inputs' shapes."""
     pure = _PURE.get(func)
     if pure is None:
-        schema = func._schema
-        pure = (isinstance(func, torch._ops.OpOverload) and not schema.is_mutable
-                and bool(schema.returns) and not any(r.alias_info for r in schema.returns)
-                and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
-                         torch.Tag.data_dependent_output} & set(func.tags))
+        pure = outputs_from_shapes(func) and not func._schema.is_mutable
         _PURE[func] = pure
     return pure
-
-
-def not_pure(func) -> None:
-    """Records that ``func`` aliases its input although its schema does not say so
-    (``_unsafe_view``)."""
-    _PURE[func] = False
 
 
 def call_key(func, args, kwargs, tensor_key):
@@ -250,8 +253,6 @@ _ACTIVATION_OPS = {aten.gelu.default, aten.relu.default, aten.hardswish.default,
 
 def _laid_out_new(t) -> bool:
     """A meta float tensor with the strides of a new contiguous or channels-last tensor."""
-    from torch._prims_common import make_channels_last_strides_for
-
     if not (isinstance(t, torch.Tensor) and t.is_meta and t.is_floating_point()
             and t.storage_offset() == 0 and t.numel() > 0):
         return False
@@ -261,8 +262,6 @@ def _laid_out_new(t) -> bool:
 
 
 def _contiguous_strides(t) -> tuple:
-    from torch._prims_common import make_contiguous_strides_for
-
     return tuple(make_contiguous_strides_for(t.shape))
 
 
@@ -272,8 +271,6 @@ def _like(t, dtype=None):
 
 def _stats(shape, x):
     """Mean and inverse deviation of a norm: in float32 for half-precision inputs."""
-    from torch._prims_common import get_computation_dtype
-
     dtype = get_computation_dtype(x.dtype)
     return (torch.empty(shape, dtype=dtype, device="meta"),
             torch.empty(shape, dtype=dtype, device="meta"))
@@ -444,7 +441,7 @@ class ProductCounter(TorchDispatchMode):
         if isinstance(func, torch._ops.HigherOrderOperator):
             return NotImplemented
         packet = func._overloadpacket
-        if packet not in self.registry and not _holds_no_product(func) and _composite(func):
+        if packet not in self.registry and not _holds_no_product(func) and is_composite(func):
             with self:
                 out = func.decompose(*args, **kwargs)
             if out is not NotImplemented:

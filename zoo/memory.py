@@ -25,6 +25,7 @@ document's law, memory = model part + batch x per-sample part, event by event.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from unittest import mock
@@ -39,7 +40,7 @@ from torch._subclasses.fake_tensor import (FakeTensor, FakeTensorMode,
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from zoo.counting import call_key, is_pure, not_pure
+from zoo.counting import call_key, is_composite, outputs_from_shapes
 
 CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
               "workspace"]
@@ -153,9 +154,8 @@ class MemoryTracker(TorchDispatchMode):
         if key is not None:
             entry = _fake_entry(out)
             if entry is not None and _shares_storage(out, args, kwargs):
-                not_pure(func)  # an alias its schema does not declare (_unsafe_view)
-                _FRESH[func] = False
-                _ALIASING.add(func)  # from now on made as a view where it returns one
+                # an alias its schema does not declare (_unsafe_view): made as a view from now on
+                _ALIASING.add(func)
             elif entry is not None:
                 self.outputs[key] = entry
         return out
@@ -220,19 +220,14 @@ _FRESH: dict = {}
 
 
 def _fresh_outputs(func) -> bool:
-    """A pure op (``counting.is_pure``), or one whose only other effect is writing to the data of
-    some inputs (batch norm's running statistics): on fake tensors, which hold no data, its
-    outputs too follow from the shapes alone."""
+    """An op whose outputs follow from its inputs' shapes (``counting.outputs_from_shapes``),
+    pure or writing only to the data of some inputs (batch norm's running statistics): on fake
+    tensors, which hold no data, that changes nothing. Not an op found aliasing its input."""
     fresh = _FRESH.get(func)
     if fresh is None:
-        schema = func._schema
-        fresh = is_pure(func) or (
-            bool(schema.returns) and not any(r.alias_info for r in schema.returns)
-            and torch.Tag.inplace_view not in func.tags
-            and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
-                     torch.Tag.data_dependent_output} & set(func.tags))
+        fresh = outputs_from_shapes(func) and torch.Tag.inplace_view not in func.tags
         _FRESH[func] = fresh
-    return fresh
+    return fresh and func not in _ALIASING
 
 
 _ALIASING: set = set()  # ops found returning a view of their input though the schema says not
@@ -255,11 +250,16 @@ def _fake_key(func, args, kwargs, mode, view: bool = False):
         return None
 
     def tensor_key(a):
-        if type(a) is not FakeTensor or a.fake_mode is not mode or a.constant is not None:
+        if not _plain_fake(a, mode):
             return None
         return (tuple(a.shape), a.stride(), a.dtype, a.device, a.storage_offset())
 
     return call_key(func, args, kwargs, tensor_key)
+
+
+def _plain_fake(t, mode) -> bool:
+    """A fake tensor of ``mode`` that holds no constant value."""
+    return type(t) is FakeTensor and t.fake_mode is mode and t.constant is None
 
 
 _DIRECT: dict = {}
@@ -298,8 +298,7 @@ def _meta_kernel_only(func) -> bool:
         decomposition = decomposition_table.get(func)
         if decomposition is not None and decomposition.__module__.startswith("torch._decomp"):
             return False
-        dk = torch._C.DispatchKey.CompositeImplicitAutograd
-        if dk in func.py_kernels or torch._C._dispatch_has_kernel_for_dispatch_key(func.name(), dk):
+        if is_composite(func):
             return False
     if torch._dynamo.config._custom_ops_profile is not None:
         return False
@@ -318,8 +317,7 @@ def _meta_call(func, args, kwargs, mode):
     seen = False
     for a in flat:
         if isinstance(a, torch.Tensor):
-            if type(a) is not FakeTensor or a.fake_mode is not mode or a.constant is not None \
-                    or a.is_sparse:
+            if not _plain_fake(a, mode) or a.is_sparse:
                 return None
             seen = True
         elif isinstance(a, (torch.SymInt, torch.SymFloat, torch.SymBool)):
@@ -471,8 +469,6 @@ class Simulator:
                     t.normal_(0, 0.01) if t.is_floating_point() else t.zero_()
 
     def _tensors(self):
-        import contextlib
-
         return self.mode if self.mode is not None else contextlib.nullcontext()
 
     def _tracker(self, workspace: int) -> MemoryTracker:
