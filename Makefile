@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: zoo counts memory site serve test bench clean
+.PHONY: zoo counts memory site serve test browser bench clean
 
 # Set up .venv (once, and again when pyproject.toml changes), refresh data/, build the site.
 zoo: counts memory site
@@ -28,8 +28,14 @@ site: $(STAMP)
 serve: site
 	$(PY) -m http.server 8000 --bind 127.0.0.1 --directory public
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The browser the site's tests drive: Debian's chromium (as root, from the package registry).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  { echo "make: no chromium, and it cannot be installed here: run 'sudo apt-get install chromium'" >&2; exit 1; }
 
 bench: $(STAMP)
 	$(PY) benchmarks/count_speed.py --zoo

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from torchvision.models import get_model_weights
 
-from zoo import counts
-from zoo.catalogue import Entry, select
+from zoo import counts, reference
+from zoo.catalogue import Entry, UnknownModel, select
 
 SMALL = [Entry("torchvision", "mobilenet_v2", "IMAGENET1K_V1", 224),
          Entry("timm", "resnet18", "a1_in1k", 224)]
 BROKEN = Entry("torchvision", "no_such_builder", "IMAGENET1K_V1", 224)
-TIMM_TABLE = Path(__file__).resolve().parents[2] / "shared/reference/timm-results/results-imagenet.csv"
+TIMM_TABLE = reference.path(reference.TIMM_RESULTS)  # the kept copy, checked by test_reference.py
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,8 @@ def test_rows_hold_published_figures(run_dir):
     assert "MobileNet_V2_Weights.IMAGENET1K_V1" in mnv2["acc_source"]
     # fwd + bwd of a depthwise-heavy net is about 3x forward FLOPs (2 FLOPs per MAC)
     assert 2.8 <= mnv2["gflops_train"] / (2 * mnv2["gmacs"]) <= 3.05
-    # thop, fvcore: the reference plus BatchNorm/pooling work (PITFALLS.md: 0.301 / 0.314 / 0.327)
+    # thop, fvcore: the reference plus BatchNorm/pooling work (by hand
+    # for timm's mobilenetv2_100: 0.301 reference, 0.314 fvcore, 0.327 thop)
     assert mnv2["gmacs"] < mnv2["gmacs_fvcore"] < mnv2["gmacs_thop"] < 1.1 * mnv2["gmacs"]
     assert mnv2["gmacs_torch"] == mnv2["gmacs"]
     r18 = df.loc["resnet18"]
@@ -104,14 +105,32 @@ def test_partial_run_replaces_only_its_rows(run_dir, tmp_path):
     assert (tmp_path / "failures.csv").read_text() == (out / "failures.csv").read_text()
 
 
-def test_unreachable_accuracy_source_keeps_known_figures(run_dir, tmp_path):
+@pytest.mark.parametrize("source, says", [
+    ("/nonexistent/results-imagenet.csv", "cannot read it"),
+    ("README.md", "missing column 'model'"),
+    ("bad-accuracy", "column 'top1'"),
+])
+def test_a_named_accuracy_source_must_be_valid(run_dir, tmp_path, source, says):
+    """A --timm-results the user names is checked before anything is measured: exit 2, one line,
+    and the data folder is left as it was (a bad accuracy value once blanked existing rows)."""
     out, _, _ = run_dir
-    (tmp_path / "counts.csv").write_text((out / "counts.csv").read_text())
-    counts.run(SMALL[1:], tmp_path, "/nonexistent/results-imagenet.csv", workers=1,
-               log=open("/dev/null", "w"))
-    before = pd.read_csv(out / "counts.csv").set_index("arch").loc["resnet18"]
-    after = pd.read_csv(tmp_path / "counts.csv").set_index("arch").loc["resnet18"]
-    assert (after["top1"], after["acc_source"]) == (before["top1"], before["acc_source"])
+    if source == "bad-accuracy":
+        lines = TIMM_TABLE.read_text().splitlines(keepends=True)
+        i = next(i for i, line in enumerate(lines) if line.startswith("resnet18.a1_in1k,224,"))
+        fields = lines[i].split(",")
+        lines[i] = ",".join(fields[:2] + ["abc"] + fields[3:])
+        source = str(tmp_path / "results.csv")
+        Path(source).write_text("".join(lines))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "counts.csv").write_text((out / "counts.csv").read_text())
+    proc = subprocess.run([sys.executable, "-m", "zoo", "count", "timm:resnet18.a1_in1k", "--data",
+                           str(data), "--timm-results", source], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+    assert (data / "counts.csv").read_text() == (out / "counts.csv").read_text()
+    assert sorted(p.name for p in data.iterdir()) == ["counts.csv"]
 
 
 def test_parallel_run_equals_serial_run(run_dir, tmp_path):
@@ -130,10 +149,25 @@ def test_unknown_model_exits_non_zero_with_one_line(tmp_path):
 
 
 def test_selectors():
-    assert {e.arch for e in select(["resnet5*"])} >= {"resnet50", "resnet50d"}
-    assert [e.name for e in select(["timm:resnet50.a1_in1k"])] == ["resnet50.a1_in1k"]
-    assert {e.library for e in select(["survey"])} == {"torchvision", "timm"}
-    assert len(select(["bench"])) == 5
+    # a glob matches names, not substrings: wide_resnet50_2 and resnet101 are not resnet5*
+    assert sorted((e.library, e.name) for e in select(["resnet5*"])) == [
+        ("timm", "resnet50.a1_in1k"), ("timm", "resnet50.tv_in1k"), ("timm", "resnet50d.ra2_in1k"),
+        ("torchvision", "resnet50.IMAGENET1K_V1"), ("torchvision", "resnet50.IMAGENET1K_V2")]
+    assert [e.name for e in select(["timm:resnet50"])] == ["resnet50.a1_in1k", "resnet50.tv_in1k"]
+    assert [e.key for e in select(["resnet50.IMAGENET1K_V2@224"])] == [
+        ("torchvision", "resnet50", "IMAGENET1K_V2", 224)]
+    # selectors overlap: each model once
+    assert len(select(["resnet50", "torchvision:resnet50", "resnet5*"])) == 5
+    # the survey's networks (arXiv:1605.07678, figure 1), every weight of each
+    survey = {e.arch for e in select(["survey"])}
+    assert survey == {"alexnet", "vgg16", "vgg19", "vgg16_bn", "vgg19_bn", "googlenet",
+                      "inception_v3", "inception_v4", "resnet18", "resnet34", "resnet50",
+                      "resnet101", "resnet152", "densenet121"}
+    assert [e.name for e in select(["bench"])] == [
+        "convnext_tiny.IMAGENET1K_V1", "mobilenet_v2.IMAGENET1K_V1", "resnet50.IMAGENET1K_V1",
+        "vgg16.IMAGENET1K_V1", "vit_b_16.IMAGENET1K_V1"]
+    with pytest.raises(UnknownModel, match="resnet50"):
+        select(["resnet5O"])
 
 
 def test_weights_of_one_architecture_share_counts_not_accuracy(tmp_path):

@@ -11,10 +11,6 @@ from zoo.catalogue import select
 from zoo.counting import conv_backward_flop, count_forward, count_training_flops
 
 
-def conv_out(w, k, s=1, p=0):
-    return (w + 2 * p - k) // s + 1
-
-
 def test_parameter_formulas():
     assert param_count(nn.Linear(300, 40)) == 300 * 40 + 40
     assert param_count(nn.Linear(300, 40, bias=False)) == 12000
@@ -25,11 +21,19 @@ def test_parameter_formulas():
     assert param_count(nn.Conv2d(32, 32, 3, groups=32, bias=False)) == 32 * 3 * 3
 
 
-def test_conv_output_size_formula_matches_torch():
-    for w, k, s, p in [(224, 7, 2, 3), (224, 3, 1, 1), (56, 3, 2, 0), (299, 3, 2, 0), (13, 5, 3, 2)]:
-        y = nn.Conv2d(1, 1, k, s, p, device="meta")(torch.empty(1, 1, w, w, device="meta"))
-        assert y.shape[-1] == conv_out(w, k, s, p)
-    assert conv_out(224, 7, 2, 3) == 112  # ResNet's stem, by hand: (224 + 6 - 7) // 2 + 1
+@pytest.mark.parametrize("name, module, shape", [
+    # the seed's formula, by hand: out = (W + 2P - K) // S + 1
+    ("resnet50.IMAGENET1K_V2", "conv1", "1x64x112x112"),  # (224 + 6 - 7) // 2 + 1 = 112
+    ("resnet50.IMAGENET1K_V2", "maxpool", "1x64x56x56"),  # (112 + 2 - 3) // 2 + 1 = 56
+    ("resnet50.IMAGENET1K_V2", "layer2.0.conv2", "1x128x28x28"),  # (56 + 2 - 3) // 2 + 1 = 28
+    ("resnet50.IMAGENET1K_V2", "layer4.0.downsample.0", "1x2048x7x7"),  # (14 - 1) // 2 + 1 = 7
+    ("inception_v3.IMAGENET1K_V1", "Conv2d_1a_3x3.conv", "1x32x149x149"),  # (299 - 3) // 2 + 1
+    ("alexnet.IMAGENET1K_V1", "features.0", "1x64x55x55"),  # (224 + 4 - 11) // 4 + 1 = 55
+])
+def test_layer_table_output_sizes_follow_the_conv_formula(name, module, shape):
+    entry = select([f"torchvision:{name}"])[0]
+    layers = {layer["module"]: layer for layer in count_forward(build(entry), example_input(entry)).layers}
+    assert layers[module]["output_shape"] == shape
 
 
 def small_cnn():
@@ -81,7 +85,7 @@ def test_thop_agrees_on_conv_and_linear():
 
 
 def test_training_flops_of_depthwise_conv_are_three_forwards():
-    # PITFALLS: torch's own formula gives about 34x forward for a depthwise layer; ours gives 3x
+    # torch's own formula gives about 34x forward for a depthwise layer; ours gives 3x
     # (forward + input gradient + weight gradient), because the input needs a gradient too.
     with torch.device("meta"):
         model = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False))

@@ -222,10 +222,15 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
     assert "1 failed" in log.getvalue().splitlines()[-1]
 
 
-def test_usable_bytes_states_the_reserve():
-    from zoo.memory_stage import usable_bytes
-
-    assert usable_bytes(24) == int((24 * 2**30 - 512 * 2**20) * 0.95)
+def test_largest_batch_is_the_largest_that_fits(r18):
+    """The search (doubling, then bisection) against a plain scan of every batch size."""
+    _, preds, _ = r18
+    pred = preds["fp32"]
+    for budget in (pred.at(1)[0] - 1, pred.at(1)[0], pred.at(37)[0], pred.at(37)[0] + 1,
+                   pred.at(300)[0] - 1):
+        scan = max((b for b in range(1, 400) if pred.at(b)[0] <= budget), default=0)
+        assert pred.largest_batch(budget) == scan
+    assert pred.largest_batch(10**18, limit=1024) == 1024  # the cap: callers say it is one
 
 
 def test_fit_columns_by_hand(tmp_path):

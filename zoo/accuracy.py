@@ -2,47 +2,45 @@
 
 - torchvision weights: ``weights.meta["_metrics"]["ImageNet-1K"]`` (ships inside torchvision).
 - timm tags: timm's ``results-imagenet.csv`` (validation accuracy measured by timm), pinned to a
-  commit. It is read from ``--timm-results`` (a path or URL); by default from the local reference
-  copy when present, else from the pinned upstream URL.
+  commit and kept in ``zoo/reference/`` with its provenance. ``--timm-results PATH_OR_URL`` reads
+  another copy instead; a source the user names must be a valid table, or the run stops before
+  measuring anything.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
 import urllib.request
-from pathlib import Path
 
 import pandas as pd
 
+from zoo import reference
 from zoo.catalogue import Entry
+from zoo.errors import UsageError
 
-TIMM_RESULTS_COMMIT = "aa4b5850c1543fa488abf260f18390eda46cf85d"
-TIMM_RESULTS_URL = ("https://raw.githubusercontent.com/huggingface/pytorch-image-models/"
-                    f"{TIMM_RESULTS_COMMIT}/results/results-imagenet.csv")
+TIMM_RESULTS_COMMIT = reference.provenance()[reference.TIMM_RESULTS]["commit"]
 TIMM_SOURCE_LABEL = f"timm results-imagenet.csv @{TIMM_RESULTS_COMMIT[:8]}"
-LOCAL_COPY = Path(__file__).resolve().parents[2] / "shared/reference/timm-results/results-imagenet.csv"
 
 
-def default_timm_source() -> str:
-    return os.environ.get("ZOO_TIMM_RESULTS") or (str(LOCAL_COPY) if LOCAL_COPY.exists()
-                                                  else TIMM_RESULTS_URL)
+def read_timm_results(source: str | None = None) -> pd.DataFrame:
+    """timm's results table, keyed by (model=arch.tag, img_size): the kept copy, or ``source``
+    (a path or URL). Raises UsageError, in one line, for a source that is missing, unreachable or
+    not a valid table (columns, types, accuracy in 0-100, unique keys)."""
+    from zoo.schema import TIMM_RESULTS
+    from zoo.tables import parse
 
-
-def read_timm_results(source: str) -> pd.DataFrame:
-    """timm's results table, keyed by (model=arch.tag, img_size). Raises OSError if unreachable."""
-    if source.startswith(("http://", "https://")):
-        with urllib.request.urlopen(source, timeout=20) as response:
-            text = response.read().decode()
-        df = pd.read_csv(io.StringIO(text), thousands=",")
-    else:
-        df = pd.read_csv(source, thousands=",")
-    missing = {"model", "img_size", "top1", "top5"} - set(df.columns)
-    if missing:
-        raise ValueError(f"{source}: not a timm results table (no column {', '.join(sorted(missing))})")
-    return df
-
+    where = source or str(reference.path(reference.TIMM_RESULTS))
+    try:
+        if where.startswith(("http://", "https://")):
+            with urllib.request.urlopen(where, timeout=20) as response:
+                raw = response.read()
+        else:
+            with open(where, "rb") as fh:
+                raw = fh.read()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--timm-results {where}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    return parse(raw, TIMM_RESULTS, where)
 
 def torchvision_accuracy(entry: Entry) -> dict:
     import torchvision
@@ -67,20 +65,14 @@ def timm_accuracy(entry: Entry, table: pd.DataFrame) -> dict:
 
 
 class AccuracyBook:
-    """Looks up accuracy for entries; if the timm table is unreachable, timm rows get ``None`` and
-    the caller keeps what ``data/`` already holds."""
+    """Looks up accuracy for entries; the timm table is read (and checked) once, when made."""
 
     def __init__(self, timm_source: str | None = None):
-        self.source = timm_source or default_timm_source()
-        self.error = ""
-        try:
-            self.timm = read_timm_results(self.source)
-        except (OSError, ValueError) as exc:
-            self.timm, self.error = None, f"timm results unreachable ({self.source}): {exc}"
+        self.timm = read_timm_results(timm_source)
 
-    def lookup(self, entry: Entry) -> dict | None:
+    def lookup(self, entry: Entry) -> dict:
         if entry.library == "torchvision":
             return torchvision_accuracy(entry)
-        if self.timm is None:
-            return None
-        return timm_accuracy(entry, self.timm)
+        if entry.library == "timm":
+            return timm_accuracy(entry, self.timm)
+        return {"top1": None, "top5": None, "acc_source": ""}

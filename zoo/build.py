@@ -14,13 +14,18 @@ counts describe):
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 import warnings
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 from torch.utils._device import DeviceContext
 
 from zoo.catalogue import Entry
+from zoo.errors import UsageError
 
 TORCHVISION_KWARGS = {
     "googlenet": {"aux_logits": False, "init_weights": False},
@@ -41,7 +46,64 @@ def _builder(entry: Entry):
         import timm
 
         return lambda: timm.create_model(entry.name, pretrained=False)
+    if entry.library == "user":
+        return user_builder(entry.arch)
     raise ValueError(f"unknown library {entry.library!r}")
+
+
+def user_builder(target: str):
+    """A function making the user's model ``package.module:function`` (importable from the
+    current folder too). Whatever is wrong with it (no such module or function, a builder that
+    raises or returns something else than an ``nn.Module``) is one line of UsageError. The model
+    gets a forward hook that hands on its first tensor output, or its ``logits`` where it returns
+    a dict, so that every stage sees one tensor."""
+    module_name, _, func_name = target.partition(":")
+    if os.getcwd() not in sys.path:  # as ``python -m zoo`` does; the ``zoo`` script does not
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"{target}: cannot import {module_name!r} ({_first_line(exc)})") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise UsageError(f"{target}: {module_name} has no function {func_name!r}")
+
+    def make() -> nn.Module:
+        try:
+            model = func()
+        except Exception as exc:
+            raise UsageError(f"{target}: the builder raised {_first_line(exc)}") from None
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"{target}: the builder returned "
+                             f"{'None' if model is None else type(model).__name__}, not a "
+                             "torch.nn.Module")
+        model.register_forward_hook(lambda _m, _i, out: model_output(out, target))
+        return model
+    return make
+
+
+def model_output(out, name: str = "the model") -> torch.Tensor:
+    """The tensor a classifier's output stands for: itself, the first item of a tuple or list,
+    or a dict's ``logits`` (or its only tensor). Anything else is ambiguous: UsageError."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    if isinstance(out, Mapping):
+        if isinstance(out.get("logits"), torch.Tensor):
+            return out["logits"]
+        tensors = [v for v in out.values() if isinstance(v, torch.Tensor)]
+        if len(tensors) == 1:
+            return tensors[0]
+        raise UsageError(f"{name}: the model returns a dict of {len(tensors)} tensors "
+                         f"({', '.join(map(str, out))}) and none is 'logits'")
+    raise UsageError(f"{name}: the model returns {type(out).__name__}, expected a tensor, a "
+                     "tuple starting with one, or a dict with 'logits'")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 # In-place fills and initialisers: on a meta tensor they change nothing, yet each runs Python
@@ -104,5 +166,10 @@ def param_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def input_shape(entry: Entry) -> tuple[int, ...]:
+    """The input of one sample: a user model's own shape, else 3 x img_size x img_size."""
+    return getattr(entry, "shape", None) or (3, entry.img_size, entry.img_size)
+
+
 def example_input(entry: Entry, device: str = "meta", batch: int = 1) -> torch.Tensor:
-    return torch.zeros(batch, 3, entry.img_size, entry.img_size, device=device)
+    return torch.zeros(batch, *input_shape(entry), device=device)

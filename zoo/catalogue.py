@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+
+from zoo.errors import UsageError
 
 KEY = ["library", "arch", "weights", "img_size"]
 
@@ -172,8 +175,66 @@ def default_zoo() -> tuple[Entry, ...]:
     return tuple(torchvision_entries() + timm_entries())
 
 
-class UnknownModel(LookupError):
+class UnknownModel(UsageError, LookupError):
     """A selector matched nothing; the message suggests close names."""
+
+
+@dataclass(frozen=True, order=True)
+class UserModel(Entry):
+    """A model of the user's own: ``package.module:function`` returning an ``nn.Module``, with
+    the input shape (without the batch) it takes. Its row key is ("user", target, "", side)."""
+
+    shape: tuple = ()
+
+
+def is_user_model(name: str) -> bool:
+    """``package.module:function`` (not a ``library:name`` selector)."""
+    return ":" in name and name.partition(":")[0] not in ("timm", "torchvision")
+
+
+def user_model(target: str, input_arg: str | None) -> UserModel:
+    module, _, function = target.partition(":")
+    if not (re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module)
+            and re.fullmatch(r"[A-Za-z_]\w*", function)):
+        raise UsageError(f"{target!r}: expected package.module:function, e.g. mypkg.models:build")
+    if input_arg is None:
+        raise UsageError(f"{target}: your own model needs --input, e.g. --input 3x224x224")
+    shape = parse_shape(input_arg)
+    return UserModel("user", target, "", shape[-1], shape)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``3x224x224`` -> (3, 224, 224): an input shape without the batch."""
+    parts = re.split(r"[x,]", text.strip().lower())
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--input {text!r}: expected a shape such as 3x224x224") from None
+    if any(d <= 0 for d in shape):
+        raise UsageError(f"--input {text!r}: every dimension must be positive")
+    if not 1 <= len(shape) <= 4 or math.prod(shape) > 2**31:
+        raise UsageError(f"--input {text!r}: expected 1 to 4 dimensions of at most 2^31 "
+                         "elements in all")
+    return shape
+
+
+def default_weights(entries: list[Entry]) -> Entry:
+    """Of the weights of one architecture, the library's default: torchvision's ``DEFAULT``,
+    timm's default tag; torchvision first when both libraries have the name."""
+    for e in entries:
+        if e.library == "torchvision":
+            from torchvision.models import get_model_weights
+
+            default = get_model_weights(e.arch).DEFAULT.name
+            return next((x for x in entries if x.library == "torchvision"
+                         and x.weights == default), e)
+    for e in entries:
+        if e.library == "timm":
+            import timm
+
+            tag = timm.models.get_pretrained_cfg(e.arch).tag
+            return next((x for x in entries if x.library == "timm" and x.weights == tag), e)
+    return entries[0]
 
 
 def _matches(entry: Entry, pattern: str) -> bool:

@@ -6,7 +6,8 @@ import argparse
 import subprocess
 import sys
 
-from zoo.catalogue import UnknownModel, select
+from zoo.catalogue import is_user_model, select, user_model
+from zoo.errors import UsageError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,18 +20,27 @@ def _parser() -> argparse.ArgumentParser:
                          "bench, torchvision, timm)")
 
     count = sub.add_parser("count", help="count params, MACs and training FLOPs into data/")
-    count.add_argument("models", nargs="*", default=["default"], help="as for 'zoo list'")
-    count.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
+    count.add_argument("models", nargs="*", default=["default"],
+                       help="as for 'zoo list', or your own model as 'package.module:function' "
+                            "(printed, with --input)")
+    count.add_argument("--data", default=None, help="output folder (default: ./data)")
+    count.add_argument("--input", default=None,
+                       help="your own model's input shape without the batch, e.g. 3x512x512")
     count.add_argument("--timm-results", default=None,
                        help="path or URL of timm's results-imagenet.csv")
     pred = sub.add_parser("predict", help="predict memory (all batch sizes, optimizers, "
                                          "precisions) into data/memory*.csv")
-    pred.add_argument("models", nargs="*", default=["default"], help="as for 'zoo list'")
-    pred.add_argument("--data", default=None, help="output folder (default: the repo's data/)")
+    pred.add_argument("models", nargs="*", default=["default"],
+                      help="as for 'zoo list', or your own model as 'package.module:function' "
+                           "(printed, with --input)")
+    pred.add_argument("--data", default=None, help="output folder (default: ./data)")
+    pred.add_argument("--input", default=None,
+                      help="your own model's input shape without the batch, e.g. 3x512x512")
 
     mem = sub.add_parser("memory", help="predict the GPU memory of one model's training step or "
                                            "inference, without a GPU")
-    mem.add_argument("model", help="a zoo model (as for 'zoo list'; the first match is used) or "
+    mem.add_argument("model", help="a zoo model (as for 'zoo list'; a bare architecture takes the "
+                                   "library's default weights) or "
                                    "your own builder as 'package.module:function'")
     mem.add_argument("--batch", type=int, default=32)
     mem.add_argument("--optimizer", default="adamw", help="sgd, momentum or adamw")
@@ -43,47 +53,87 @@ def _parser() -> argparse.ArgumentParser:
                           "model's own; required for your own model)")
 
     site = sub.add_parser("site", help="build the static site from data/ into public/")
-    site.add_argument("--data", default=None, help="input folder (default: the repo's data/)")
+    site.add_argument("--data", default=None, help="input folder (default: ./data)")
     site.add_argument("--no-build", action="store_true",
                       help="only generate the pages (build/docs), do not run mkdocs")
     return p
 
 
 def main(argv=None) -> int:
+    """Runs a command; bad input or a bad data file is one line and exit 2, Ctrl-C one line and
+    exit 130 (every worker stopped, ``data/`` as a finished commit left it)."""
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args) -> int:
+    from zoo import tables
+
     if args.command == "site":
         from zoo import site
-        from zoo.tables import DATA
 
         try:
-            (site.generate if args.no_build else site.build)(args.data or DATA)
-        except (FileNotFoundError, KeyError, subprocess.CalledProcessError) as exc:
-            print(f"zoo: error: {exc}", file=sys.stderr)
+            (site.generate if args.no_build else site.build)(args.data or tables.default_data())
+        except subprocess.CalledProcessError as exc:
+            print(f"zoo: error: mkdocs failed ({exc})", file=sys.stderr)
             return 1
         return 0
     if args.command == "memory":
         from zoo.memory_cli import main as memory_main
 
         return memory_main(args)
-    try:
-        entries = select(args.models)
-    except UnknownModel as exc:
-        print(f"zoo: error: {exc}", file=sys.stderr)
-        return 2
+    if args.command in ("count", "predict") and any(map(is_user_model, args.models)):
+        return _user_model(args)
+    if getattr(args, "input", None):
+        raise UsageError("--input is for your own model (package.module:function); a zoo model "
+                         "runs at its own input size")
+    entries = select(args.models)
     if args.command == "list":
         for e in entries:
             print(f"{e.library:12} {e.name:55} {e.img_size:4d}  {e.family}")
         return 0
     if args.command == "count":
         from zoo import counts
-        from zoo.tables import DATA
 
-        summary = counts.run(entries, args.data or DATA, args.timm_results)
+        summary = counts.run(entries, args.data, args.timm_results)
         return 0 if summary["counted"] else 1
     if args.command == "predict":
         from zoo import memory_stage
-        from zoo.tables import DATA
 
-        summary = memory_stage.run(entries, args.data or DATA)
+        summary = memory_stage.run(entries, args.data)
         return 0 if summary["failed"] < summary["models"] else 1
     return 2
+
+
+def _user_model(args) -> int:
+    """``zoo count`` / ``zoo predict`` of the user's own model: printed, not written to data/."""
+    from zoo.build import input_shape
+    from zoo.runner import error_line
+
+    if len(args.models) != 1:
+        raise UsageError("your own model (package.module:function) is counted alone: name only it")
+    entry = user_model(args.models[0], args.input)
+    if args.data:
+        raise UsageError("--data: your own model is printed, not written to a data folder")
+    try:
+        if args.command == "count":
+            from zoo import counts
+
+            counts.print_model(entry)
+        else:
+            from zoo import memory_stage
+
+            memory_stage.print_model(entry)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{entry.arch}: failed on input {'x'.join(map(str, input_shape(entry)))}: "
+                         f"{error_line(exc)}") from None
+    return 0

@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
 import zoo
 from zoo.accuracy import AccuracyBook
-from zoo.build import build, example_input, param_count
+from zoo.build import build, example_input, input_shape, param_count
 from zoo.catalogue import KEY, Entry
 from zoo.counters import COUNTERS, versions
 from zoo.counting import count_forward, count_training_flops, op_category
 from zoo.runner import largest_first, as_weights, by_architecture, each_model, error_line, progress
-from zoo.tables import DATA, merge, read_csv, write_csv
+from zoo import tables
 
 COUNT_COLUMNS = KEY + [
     "family", "params", "gmacs", "gmacs_thop", "gmacs_fvcore", "gmacs_torch", "gflops_train",
@@ -36,7 +37,7 @@ COUNT_COLUMNS = KEY + [
 ]
 
 
-def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
+def count_model(entry: Entry, book: AccuracyBook | None, lib_versions: dict) -> dict:
     """Every count of one model. Raises if the model cannot be built or the reference fails;
     a third-party counter's failure is kept in the result instead."""
     model = build(entry, "meta")
@@ -65,11 +66,36 @@ def count_model(entry: Entry, book: AccuracyBook, lib_versions: dict) -> dict:
     except Exception as exc:
         row["gflops_train"] = None
         notes.append({**key, "counter": "reference-train", "status": "failed", "note": error_line(exc)})
-    acc = book.lookup(entry)
-    row.update(acc if acc is not None else {"top1": None, "top5": None, "acc_source": None})
+    row.update(book.lookup(entry) if book else {"top1": None, "top5": None, "acc_source": ""})
     row.update({"zoo_version": zoo.__version__, **lib_versions})
     layers = [{**key, **layer, "gmacs": layer.pop("macs") / 1e9} for layer in ref.layers]
     return {"row": row, "ops": ops, "notes": notes, "layers": layers}
+
+
+def print_model(entry: Entry, out=sys.stdout) -> None:
+    """One model's counts, printed (your own model: nothing is written to data/)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = count_model(entry, None, {})
+    row = result["row"]
+    print(f"{entry.arch}  input 1x{'x'.join(map(str, input_shape(entry)))}", file=out)
+    print(f"{'parameters':<22}{row['params']:>16,}", file=out)
+    print(f"{'GMACs (reference)':<22}{row['gmacs']:>16.4f}   convolutions, matrix products and "
+          "attention; norms, activations and pooling left out", file=out)
+    for name in COUNTERS:
+        value = row.get(f"gmacs_{name}")
+        print(f"{'  GMACs, ' + name:<22}{'failed' if value is None else f'{value:.4f}':>16}", file=out)
+    train = row.get("gflops_train")
+    print(f"{'training GFLOPs':<22}{'failed' if train is None else f'{train:.4f}':>16}   "
+          "forward + backward, batch 1", file=out)
+    by_category: dict[str, float] = {}
+    for op in result["ops"]:
+        if op["counter"] == "reference":
+            by_category[op["category"]] = by_category.get(op["category"], 0.0) + op["gmacs"]
+    print("GMACs by category: " + ", ".join(f"{c} {g:.4f}" for c, g in sorted(
+        by_category.items(), key=lambda kv: -kv[1])), file=out)
+    for note in result["notes"]:
+        print(f"note: {note['counter']}: {note['note']}", file=out)
 
 
 def _count(entry: Entry, timm_results: str | None, lib_versions: dict) -> dict:
@@ -86,20 +112,28 @@ def _book(timm_results: str | None) -> AccuracyBook:
     return _BOOKS[timm_results]
 
 
-def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = None,
+TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"]
+
+
+def run(entries: list[Entry], data_dir: Path | None = None, timm_results: str | None = None,
         workers: int | None = None, log=sys.stderr) -> dict:
     """Count ``entries`` (in ``workers`` processes, one per core by default) and merge them into
-    the CSVs of ``data_dir``. Returns a summary."""
-    data_dir = Path(data_dir)
+    the CSVs of ``data_dir``. Returns a summary.
+
+    Checked before anything is measured: the folder can be written, its tables are valid, the
+    accuracy source is valid (UsageError otherwise). A model that fails keeps the rows it had,
+    with its failure recorded beside them in failures.csv."""
+    data_dir = tables.check_folder(data_dir or tables.default_data())
     book = _book(timm_results)
-    if book.error:
-        print(f"warning: {book.error}; keeping the timm accuracy already in data/", file=log)
+    with tables.locked(data_dir):
+        for name in TABLES:
+            tables.read(data_dir, name)
     lib_versions = versions()
     rows, ops, notes, layers, failures = [], [], [], [], []
     start = time.perf_counter()
 
     groups = by_architecture(entries)
-    firsts = largest_first([group[0] for group in groups.values()], [data_dir, DATA])
+    firsts = largest_first([group[0] for group in groups.values()], [data_dir, tables.default_data()])
     for i, entry, result, failure in each_model(firsts, _count, "count", timm_results,
                                                  lib_versions, workers=workers):
         group = groups[(entry.library, entry.arch, entry.img_size)]
@@ -107,10 +141,7 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
             if failure:
                 failures.extend(as_weights([failure], sib))
                 continue
-            acc = book.lookup(sib)
-            rows.append({**result["row"], "weights": sib.weights,
-                         **(acc if acc is not None else {"top1": None, "top5": None,
-                                                         "acc_source": None})})
+            rows.append({**result["row"], "weights": sib.weights, **book.lookup(sib)})
             ops.extend(as_weights(result["ops"], sib))
             notes.extend(as_weights(result["notes"], sib))
             layers.extend(as_weights(result["layers"], sib))
@@ -119,39 +150,21 @@ def run(entries: list[Entry], data_dir: Path = DATA, timm_results: str | None = 
               file=log, flush=True)
 
     ran = {e.key for e in entries}
-    counts = pd.DataFrame(rows, columns=COUNT_COLUMNS)
-    old_counts = read_csv(data_dir / "counts.csv")
-    counts = _keep_known_accuracy(counts, old_counts)
-    write_csv(merge(old_counts, counts, ran), data_dir / "counts.csv")
-    for name, frame, sort in [
-        ("ops.csv", pd.DataFrame(ops, columns=KEY + ["counter", "op", "category", "gmacs"]),
-         KEY + ["counter", "op", "category"]),
-        ("layers.csv", pd.DataFrame(layers, columns=KEY + ["module", "type", "output_shape",
-                                                           "params", "gmacs"]), KEY),
-        ("counter-notes.csv", pd.DataFrame(notes, columns=KEY + ["counter", "status", "note"]),
-         KEY + ["counter"]),
-        ("failures.csv", pd.DataFrame(failures, columns=KEY + ["stage", "error", "traceback"]), KEY),
-    ]:
-        write_csv(merge(read_csv(data_dir / name), frame, ran, sort), data_dir / name)
+    counted = ran - {tuple(f[k] for k in KEY) for f in failures}
+    frames = {
+        "counts.csv": pd.DataFrame(rows, columns=COUNT_COLUMNS),
+        "ops.csv": pd.DataFrame(ops, columns=KEY + ["counter", "op", "category", "gmacs"]),
+        "layers.csv": pd.DataFrame(layers, columns=KEY + ["module", "type", "output_shape",
+                                                          "params", "gmacs"]),
+        "counter-notes.csv": pd.DataFrame(notes, columns=KEY + ["counter", "status", "note"]),
+    }
+    changes = {name: (frame, counted) for name, frame in frames.items()}
+    changes["failures.csv"] = (pd.DataFrame(failures, columns=KEY + ["stage", "error", "traceback"]),
+                               ran)
+    tables.update(data_dir, changes)
     summary = {"models": len(entries), "counted": len(rows), "failed": len(failures),
                "seconds": time.perf_counter() - start}
     print(f"counted {summary['counted']} of {summary['models']} models in {summary['seconds']:.0f}s, "
           f"{summary['failed']} failed -> {data_dir / 'counts.csv'}"
           + (f" (see {data_dir / 'failures.csv'})" if failures else ""), file=log)
     return summary
-
-
-def _keep_known_accuracy(new: pd.DataFrame, old: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose accuracy source was unreachable (acc_source is None) keep the figures in ``old``."""
-    lost = new["acc_source"].isna()
-    if not lost.any() or old.empty:
-        new.loc[lost, "acc_source"] = ""
-        return new
-    old_acc = old.set_index(KEY)[["top1", "top5", "acc_source"]]
-    for i in new.index[lost]:
-        key = tuple(new.loc[i, KEY])
-        if key in old_acc.index:
-            new.loc[i, ["top1", "top5", "acc_source"]] = old_acc.loc[key].values
-        else:
-            new.loc[i, "acc_source"] = ""
-    return new

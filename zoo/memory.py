@@ -14,7 +14,9 @@ files it in one category:
 It predicts what CUDA's ``torch.cuda.max_memory_allocated`` would report, with the caching
 allocator's rounding of each block to 512 bytes and the cuBLAS workspace that the allocator hands
 out on the first matrix product of each thread (forward and autograd's backward thread), and
-without the CUDA context, which that counter does not see either (see PITFALLS.md).
+without the CUDA context, which that counter does not see either: ``max_memory_allocated`` counts
+tensor blocks, ``max_memory_reserved`` the segments the allocator holds, and neither counts the
+context (about 300-500 MB with lazy module loading), which ``nvidia-smi`` does show.
 
 Batch size: every tensor of the step has a size affine in the batch (a fixed part + batch x a
 per-sample part), and the step runs the same ops at any batch. So the step is simulated at two batch

@@ -9,16 +9,19 @@ import contextlib
 import dataclasses
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from zoo import memory
-from zoo.build import build
+from zoo.build import build, input_shape
 from zoo.catalogue import KEY, Entry
-from zoo.runner import largest_first, as_weights, by_architecture, each_model, error_line, progress
-from zoo.tables import DATA, merge, read_csv, write_csv
+from zoo.runner import (largest_first, as_weights, by_architecture, each_model, error_line, progress,
+                        traceback_text)
+from zoo import tables
+from zoo.schema import MAX_BATCH, largest_batch_text
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 GPU_GB = [8, 12, 16, 24, 32, 40, 48, 80, 96, 141]
@@ -50,7 +53,7 @@ def predictions(sim: memory.Simulator, shape, problems: list | None = None
         except Exception as exc:
             if precision == "fp32" or problems is None:
                 raise
-            problems.append(("amp", error_line(exc)))
+            problems.append(("amp", error_line(exc), traceback_text()))
             continue
         # fp16 and bf16 autocast run the same ops with 2-byte elements: the same memory
         # (tests/test_memory.py checks it), so one simulation serves both
@@ -121,7 +124,7 @@ def _inplace(model):
 def memory_model(entry: Entry) -> dict:
     start = time.perf_counter()
     sim = memory.Simulator(build(entry, "meta"))
-    shape = (3, entry.img_size, entry.img_size)
+    shape = input_shape(entry)
     problems: list = []
     preds = predictions(sim, shape, problems)
     key = dict(zip(KEY, entry.key))
@@ -140,22 +143,53 @@ def memory_model(entry: Entry) -> dict:
                      "gradient_bytes": parts["gradients"], "optimizer_bytes": parts["optimizer"],
                      "activation_bytes_per_sample": pred.activations_per_sample(),
                      f"temporaries_max_bytes_b{SAVINGS_BATCH}": parts["temporaries"],
-                     **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g)) for g in GPU_GB}})
+                     **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g), MAX_BATCH)
+                        for g in GPU_GB}})
     return {"rows": rows, "fits": fits, "savings": [{**key, **savings(sim, shape, preds)}],
-            "problems": [{**key, "stage": f"memory-{what}", "error": error, "traceback": ""}
-                         for what, error in problems],
+            "problems": [{**key, "stage": f"memory-{what}", "error": error, "traceback": tb}
+                         for what, error, tb in problems],
             "seconds": time.perf_counter() - start}
 
 
-def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
+def print_model(entry: Entry, out=sys.stdout) -> None:
+    """One model's memory laws and what fits, printed (your own model: nothing is written)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = memory_model(entry)
+    print(f"{entry.arch}  input Bx{'x'.join(map(str, input_shape(entry)))}", file=out)
+    head = (f"{'mode':<10}{'precision':<10}{'optimizer':<10}{'model part':>14}{'per sample':>14}"
+            f"{'peak @32':>14}" + "".join(f"{f'fits {g}GB':>11}" for g in (24, 80)))
+    print(head, file=out)
+    for f in result["fits"]:
+        peak32 = f["model_bytes"] + 32 * f["per_sample_bytes"]
+        print(f"{f['mode']:<10}{f['precision']:<10}{f['optimizer'] or '-':<10}"
+              f"{f['model_bytes'] / 2**20:>10,.1f} MiB{f['per_sample_bytes'] / 2**20:>10,.2f} MiB"
+              f"{peak32 / 2**20:>10,.1f} MiB"
+              + "".join(f"{largest_batch_text(f[f'max_batch_{g}gb']):>11}" for g in (24, 80)),
+              file=out)
+    for p in result["problems"]:
+        print(f"note: {p['stage']}: {p['error']}", file=out)
+    print("peak = predicted torch.cuda.max_memory_allocated; 'fits' is the largest batch "
+          "(zoo memory MODEL --gpu SIZE for one configuration)", file=out)
+
+
+TABLES = ["memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-failures.csv"]
+
+
+def run(entries: list[Entry], data_dir: Path | None = None, workers: int | None = None,
         log=sys.stderr) -> dict:
     """Predict ``entries`` (one worker per core by default) and merge them into the memory CSVs
-    of ``data_dir``. Returns a summary."""
-    data_dir = Path(data_dir)
+    of ``data_dir``. Returns a summary. The folder and its tables are checked first; a model that
+    fails keeps the rows it had, with its failure beside them in memory-failures.csv."""
+    data_dir = tables.check_folder(data_dir or tables.default_data())
+    with tables.locked(data_dir):
+        for name in TABLES:
+            tables.read(data_dir, name)
     rows, fits, saves, failures, partial = [], [], [], [], []
     start = time.perf_counter()
     siblings = by_architecture(entries)
-    firsts = largest_first([group[0] for group in siblings.values()], [data_dir, DATA])
+    firsts = largest_first([group[0] for group in siblings.values()],
+                           [data_dir, tables.default_data()])
     for i, entry, result, failure in each_model(firsts, memory_model, "memory", workers=workers):
         group = siblings[(entry.library, entry.arch, entry.img_size)]
         for sib in group:
@@ -174,17 +208,13 @@ def run(entries: list[Entry], data_dir: Path = DATA, workers: int | None = None,
                                    len(failures)), file=log, flush=True)
 
     ran = {e.key for e in entries}
-    order = KEY + ["mode", "precision", "optimizer"]
-    for name, frame, sort in [("memory.csv", pd.DataFrame(rows), order + ["batch"]),
-                              ("memory-fit.csv", pd.DataFrame(fits), order),
-                              ("memory-savings.csv", pd.DataFrame(saves), KEY),
-                              ("memory-failures.csv",
-                               pd.DataFrame(failures + partial,
-                                            columns=KEY + ["stage", "error", "traceback"]),
-                               KEY)]:
-        if frame.empty and name != "memory-failures.csv":
-            continue
-        write_csv(merge(read_csv(data_dir / name), frame, ran, sort), data_dir / name)
+    predicted = ran - {tuple(f[k] for k in KEY) for f in failures}
+    changes = {name: (frame, predicted) for name, frame in [
+        ("memory.csv", pd.DataFrame(rows)), ("memory-fit.csv", pd.DataFrame(fits)),
+        ("memory-savings.csv", pd.DataFrame(saves))] if not frame.empty}
+    changes["memory-failures.csv"] = (
+        pd.DataFrame(failures + partial, columns=KEY + ["stage", "error", "traceback"]), ran)
+    tables.update(data_dir, changes)
     seconds = time.perf_counter() - start
     print(f"predicted memory of {len(entries) - len(failures)} of {len(entries)} models in "
           f"{seconds:.0f}s, {len(failures)} failed, {len(partial)} without AMP -> "

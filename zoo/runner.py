@@ -2,17 +2,22 @@
 
 Each stage (counts, memory) hands ``each_model`` a module-level function ``job(entry, *args)``;
 what comes back, in completion order, is ``(i, entry, result, failure)`` with exactly one of
-result and failure set. A worker process that dies takes only its model down.
+result and failure set. Workers are a ``pebble`` process pool: a worker process that dies or
+hangs takes only its model down.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import io
 import multiprocessing
 import os
+import re
+import signal
 import traceback
+import warnings
+from concurrent.futures import as_completed
 from pathlib import Path
-from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from zoo.catalogue import KEY, Entry
 
@@ -43,29 +48,76 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
 
 
+_PACKAGES = re.compile(r'File "[^"]*?/(site|dist)-packages/')
+_PROJECT = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def traceback_text(limit: int = -3) -> str:
+    """The exception being handled, its last ``limit`` frames, with paths that are the same on
+    every machine (``site-packages/torch/...``, ``zoo/...``), so a failure row is too."""
+    return portable(traceback.format_exc(limit=limit))
+
+
+def portable(text: str) -> str:
+    """``text`` with the install locations of files taken out of their paths."""
+    return _PACKAGES.sub('File "site-packages/', text).replace(_PROJECT, "")
+
+
 def failure_row(entry: Entry, stage: str, error: str, tb: str = "") -> dict:
     return {**dict(zip(KEY, entry.key)), "stage": stage, "error": error, "traceback": tb}
 
 
 def _guarded(job, stage: str, entry: Entry, *args):
+    """``job(entry, *args)`` as ``(result, None)`` or ``(None, failure row)``. What torch logs
+    meanwhile (its fake-tensor machinery logs a traceback for errors it re-raises) is kept out of
+    the terminal and goes into the failure row's traceback."""
+    with _captured_torch_logs() as logged, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # libraries' deprecation notices are not the user's news
+        try:
+            return job(entry, *args), None
+        except Exception as exc:
+            tb = traceback_text()
+            logs = logged.getvalue()
+            return None, failure_row(entry, stage, error_line(exc),
+                                     tb + (f"\ntorch logged:\n{portable(logs)}" if logs else ""))
+
+
+@contextlib.contextmanager
+def _captured_torch_logs():
+    """Every torch logger that writes to the terminal (torch gives several their own handler)
+    writes into the yielded buffer instead, while inside."""
+    import logging
+
+    buffer = io.StringIO()
+    capture = logging.StreamHandler(buffer)
+    capture.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name == "torch" or name.startswith("torch.")]
+    saved = [(log, log.handlers[:]) for log in loggers if log.handlers]
+    for log, _ in saved:
+        log.handlers[:] = [capture]
     try:
-        return job(entry, *args), None
-    except Exception as exc:
-        return None, failure_row(entry, stage, error_line(exc), traceback.format_exc(limit=-3))
+        yield buffer
+    finally:
+        for log, handlers in saved:
+            log.handlers[:] = handlers
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    """In each worker: one thread, and an exit as soon as ``parent`` (the stage's process) is gone,
+    even if it was killed before this worker finished starting."""
     import threading
     import time
 
+    if os.getppid() != parent:
+        os._exit(1)
     import torch
 
     torch.set_num_threads(1)  # one model per core
-    parent = os.getppid()
 
-    def exit_with_parent():  # a stage that is killed takes its workers with it
+    def exit_with_parent():
         while os.getppid() == parent:
-            time.sleep(2)
+            time.sleep(1)
         os._exit(1)
 
     threading.Thread(target=exit_with_parent, daemon=True).start()
@@ -75,10 +127,14 @@ def largest_first(entries: list[Entry], data_dirs) -> list[Entry]:
     """``entries`` with the most multiply-adds first, as the counts in the first of ``data_dirs``
     that has them recorded them (unknown ones keep their place, after them): the longest jobs
     start first, so that no large model is left running alone at the end of a stage."""
-    from zoo.tables import read_csv
+    from zoo import tables
+    from zoo.errors import DataError
 
     for folder in data_dirs:
-        counts = read_csv(Path(folder) / "counts.csv")
+        try:
+            counts = tables.read(folder, "counts.csv")
+        except DataError:
+            continue
         if not counts.empty:
             break
     else:
@@ -88,22 +144,49 @@ def largest_first(entries: list[Entry], data_dirs) -> list[Entry]:
     return sorted(entries, key=lambda e: -gmacs.get((e.library, e.arch, e.img_size), 0.0))
 
 
-def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None):
+def _lost(exc: BaseException, timeout: float | None) -> str:
+    """Why a worker gave no result."""
+    from pebble import ProcessExpired
+
+    if isinstance(exc, TimeoutError):
+        return f"timeout: no result after {timeout:g}s"
+    if isinstance(exc, ProcessExpired):
+        code = exc.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            return f"killed: the worker was ended by {name}" + (
+                " (out of memory?)" if name == "SIGKILL" else "")
+        return f"killed: the worker process exited with status {code}"
+    return f"worker failed: {error_line(exc)}"
+
+
+def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None,
+               timeout: float | None = None):
     """Yields ``(i, entry, result, failure)`` for every entry; ``job(entry, *args)`` runs in one of
-    ``workers`` processes (one per core by default; 1 runs here, in order)."""
+    ``workers`` processes (one per core by default; 1 runs here, in order).
+
+    A worker that raises, dies (``os._exit``, a signal, the kernel's out-of-memory killer) or runs
+    past ``timeout`` seconds costs only its model: a failure row, a fresh worker, and the sweep
+    goes on. Interrupted (Ctrl-C), every worker is stopped before the interruption goes on up."""
     workers = workers or min(len(entries), os.cpu_count() or 1)
-    run = functools.partial(_guarded, job, stage)
     if workers <= 1:
         for i, entry in enumerate(entries, 1):
-            yield (i, entry, *run(entry, *args))
+            yield (i, entry, *_guarded(job, stage, entry, *args))
         return
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(run, e, *args): e for e in entries}
+    from pebble import ProcessPool
+
+    pool = ProcessPool(workers, initializer=_worker_init, initargs=(os.getpid(),),
+                       context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {pool.schedule(_guarded, args=(job, stage, e, *args), timeout=timeout): e
+                   for e in entries}
         for i, fut in enumerate(as_completed(futures), 1):
             entry = futures[fut]
             try:
                 result, failure = fut.result()
-            except Exception as exc:  # the worker process itself died
-                result, failure = None, failure_row(entry, stage, f"worker died: {error_line(exc)}")
+            except Exception as exc:  # the worker itself was lost
+                result, failure = None, failure_row(entry, stage, _lost(exc, timeout))
             yield i, entry, result, failure
+    finally:
+        pool.stop()
+        pool.join()

@@ -10,23 +10,34 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from importlib import resources
+
 import pandas as pd
 
 import zoo
-from zoo import charts, pages
+from zoo import charts, pages, reference, tables
 from zoo.catalogue import KEY
-from zoo.tables import DATA, read_csv
+from zoo.errors import DataError, UsageError
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ROOT / "site"
-DOCS = ROOT / "build" / "docs"
-TIMM_BENCH = ROOT.parent / "shared/reference/timm-results/benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
+SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as package data
+TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
+DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv",
+               "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"]
+
+
+def docs_dir(root: Path | None = None) -> Path:
+    """Where the generated pages go: ``build/docs`` of ``root`` (the current folder)."""
+    return Path(root or Path.cwd()) / "build" / "docs"
+
+
+def public_dir(root: Path | None = None) -> Path:
+    """Where the built site goes: ``public/`` of ``root`` (the current folder)."""
+    return Path(root or Path.cwd()) / "public"
 
 BIBTEX = f"""@misc{{zoo,
   title  = {{zoo: image-classification models compared by what they cost to run}},
@@ -115,41 +126,59 @@ def category_table(ops: pd.DataFrame) -> pd.DataFrame:
 
 
 def methods_values(counts: pd.DataFrame, layers: pd.DataFrame, fits: pd.DataFrame) -> dict:
+    """The Methods page's figures. Its worked example is torchvision's ResNet-50; where the data
+    holds none, the hand-computed values stand alone and the counted ones say so."""
     from torchvision.models import get_model_weights
 
     tv = counts[counts.library == "torchvision"]
     matched = sum(abs(r.gmacs - get_model_weights(r.arch)[r.weights].meta["_ops"])
                   <= max(1e-3 * r.gmacs, 5e-4) for r in tv.itertuples())
     ratio = (counts["gflops_train"] / (2 * counts["gmacs"])).dropna()
-    r50 = counts[(counts.library == "torchvision") & (counts.arch == "resnet50")].iloc[-1]
-    mnv2 = counts[(counts.library == "torchvision") & (counts.arch == "mobilenet_v2")].iloc[0]
+    hand = {"conv1_params_hand": f"{3 * 64 * 7 * 7:,}", "fc_params_hand": f"{2048 * 1000 + 1000:,}",
+            "conv1_out_hand": (224 + 2 * 3 - 7) // 2 + 1,
+            "conv1_macs_hand": f"{64 * 112 * 112 * 3 * 7 * 7:,}"}
+    values = {
+        "tv_matched": matched, "tv_total": len(tv),
+        "train_ratio_min": _num(ratio.min(), 2), "train_ratio_max": _num(ratio.max(), 2),
+        "train_ratio_median": _num(ratio.median(), 2), **hand,
+        "mnv2_gmacs": "(not in this data)", "r50_law": "run `zoo predict` to predict memory",
+        **{k: "(not in this data)" for k in (
+            "r50_weights", "r50_gmacs", "conv1_params", "fc_params", "conv1_shape", "conv1_macs",
+            "r50_params", "r50_mib_fp32", "r50_mib_fp16", "r50_mib_2x", "r50_mib_3x",
+            "r50_mib_4x")},
+    }
+    mnv2 = tv[tv.arch == "mobilenet_v2"]
+    if not mnv2.empty:
+        values["mnv2_gmacs"] = f"{mnv2.iloc[0].gmacs:.3f}"
+    r50s = tv[tv.arch == "resnet50"]
+    if r50s.empty:
+        return values
+    r50 = r50s.iloc[-1]
     lay = layers[(layers.library == "torchvision") & (layers.arch == "resnet50")
                  & (layers.weights == r50.weights)].set_index("module")
     mib = r50.params * 4 / 2**20
-    law = "run `make zoo` to predict memory"
-    if not fits.empty:
-        f = fits[(fits.library == "torchvision") & (fits.arch == "resnet50") & (fits.weights == r50.weights)
-                 & (fits["mode"] == "training") & (fits.precision == "fp32") & (fits.optimizer == "adamw")]
-        if not f.empty:
-            f = f.iloc[0]
-            law = (f"{f.model_bytes / 2**20:.0f} MiB + batch x {f.per_sample_bytes / 2**20:.1f} MiB "
-                   f"(worst residual {100 * f.worst_residual:.1f}% over batch 1-256; at batch 32, "
-                   f"{(f.model_bytes + 32 * f.per_sample_bytes) / 2**30:.2f} GiB)")
-    return {
-        "r50_law": law,
-        "tv_matched": matched, "tv_total": len(tv),
-        "train_ratio_min": f"{ratio.min():.2f}", "train_ratio_max": f"{ratio.max():.2f}",
-        "train_ratio_median": f"{statistics.median(ratio):.2f}",
+    values.update({
         "r50_weights": r50.weights, "r50_gmacs": f"{r50.gmacs:.3f}",
-        "conv1_params_hand": f"{3 * 64 * 7 * 7:,}", "conv1_params": f"{int(lay.loc['conv1', 'params']):,}",
-        "fc_params_hand": f"{2048 * 1000 + 1000:,}", "fc_params": f"{int(lay.loc['fc', 'params']):,}",
-        "conv1_out_hand": (224 + 2 * 3 - 7) // 2 + 1, "conv1_shape": lay.loc["conv1", "output_shape"],
-        "conv1_macs_hand": f"{64 * 112 * 112 * 3 * 7 * 7:,}",
+        "conv1_params": f"{int(lay.loc['conv1', 'params']):,}",
+        "fc_params": f"{int(lay.loc['fc', 'params']):,}", "conv1_shape": lay.loc["conv1", "output_shape"],
         "conv1_macs": f"{round(lay.loc['conv1', 'gmacs'] * 1e9):,}",
-        "mnv2_gmacs": f"{mnv2.gmacs:.3f}", "r50_params": f"{int(r50.params):,}",
+        "r50_params": f"{int(r50.params):,}",
         "r50_mib_fp32": f"{mib:.1f}", "r50_mib_fp16": f"{mib / 2:.1f}",
         "r50_mib_2x": f"{2 * mib:.1f}", "r50_mib_3x": f"{3 * mib:.1f}", "r50_mib_4x": f"{4 * mib:.1f}",
-    }
+    })
+    f = fits[(fits.library == "torchvision") & (fits.arch == "resnet50") & (fits.weights == r50.weights)
+             & (fits["mode"] == "training") & (fits.precision == "fp32") & (fits.optimizer == "adamw")]
+    if not f.empty:
+        f = f.iloc[0]
+        values["r50_law"] = (
+            f"{f.model_bytes / 2**20:.0f} MiB + batch x {f.per_sample_bytes / 2**20:.1f} MiB "
+            f"(worst residual {100 * f.worst_residual:.1f}% over batch 1-256; at batch 32, "
+            f"{(f.model_bytes + 32 * f.per_sample_bytes) / 2**30:.2f} GiB)")
+    return values
+
+
+def _num(x: float, digits: int) -> str:
+    return "(none)" if pd.isna(x) else f"{x:.{digits}f}"
 
 
 def fill(template: str, values: dict) -> str:
@@ -162,17 +191,34 @@ def fill(template: str, values: dict) -> str:
 
 # ---- the stage (I/O) -------------------------------------------------------------------------
 
-def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
-    """Writes the whole docs tree from ``data_dir``. Returns counts of what it wrote."""
+def read_data(data_dir: Path) -> dict[str, pd.DataFrame]:
+    """Every table of ``data_dir``, validated, read under its lock (a half-done commit is finished
+    first); DataError if one is bad or they disagree with each other."""
     data_dir = Path(data_dir)
-    counts = read_csv(data_dir / "counts.csv")
-    if counts.empty:
-        raise FileNotFoundError(f"{data_dir / 'counts.csv'} is empty or missing: run 'zoo count' first")
-    ops, layers = read_csv(data_dir / "ops.csv"), read_csv(data_dir / "layers.csv")
-    notes = read_csv(data_dir / "counter-notes.csv")
+    if not data_dir.is_dir():
+        raise UsageError(f"--data {data_dir}: no such folder; run 'zoo count' first")
+    with tables.locked(data_dir):
+        data = {name: tables.read(data_dir, name) for name in DATA_TABLES}
+    if data["counts.csv"].empty:
+        raise UsageError(f"{data_dir / 'counts.csv'} is empty or missing: run 'zoo count' first")
+    problems = tables.consistency(data)
+    if problems:
+        raise DataError(f"{data_dir}: the tables disagree: {problems[0]}; rerun 'zoo count' for "
+                        "those models")
+    return data
+
+
+def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.stderr) -> dict:
+    """Writes the whole docs tree from ``data_dir``. Returns counts of what it wrote."""
+    data_dir = Path(data_dir or tables.default_data())
+    docs = Path(docs or docs_dir())
+    data = read_data(data_dir)
+    counts, ops, layers = data["counts.csv"], data["ops.csv"], data["layers.csv"]
+    notes = data["counter-notes.csv"]
     if docs.exists():
         shutil.rmtree(docs)
-    shutil.copytree(SOURCES, docs, ignore=shutil.ignore_patterns("methods.md"))
+    shutil.copytree(SOURCES, docs, ignore=shutil.ignore_patterns(
+        "methods.md", "mkdocs.yml", "__init__.py", "__pycache__"))
     downloads = docs / "downloads"
     write_bundle(docs / "assets" / "js")
     stamp = charts.stamp(counts)
@@ -202,8 +248,8 @@ def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
     (docs / "counters.md").write_text(pages.counters(ctable, cats, counts, specs["counter-ratios"]))
     (docs / "models.md").write_text(pages.model_index(counts))
     (docs / "methods.md").write_text(fill((SOURCES / "methods.md").read_text(), methods_values(
-        counts, layers, read_csv(data_dir / "memory-fit.csv"))))
-    files += _memory_pages(data_dir, docs, counts)
+        counts, layers, data["memory-fit.csv"])))
+    files += _memory_pages(data, data_dir, docs, counts)
     (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
     model_dir = docs / "models"
     model_dir.mkdir()
@@ -211,7 +257,7 @@ def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
     ops_by_key = {k: g for k, g in ops.groupby(KEY, sort=False)}
     notes_by_key = {k: g for k, g in notes.groupby(KEY, sort=False)} if not notes.empty else {}
     empty_layers = layers.iloc[:0]
-    fits = read_csv(data_dir / "memory-fit.csv")
+    fits = data["memory-fit.csv"].copy()
     if not fits.empty:
         fits["optimizer"] = fits["optimizer"].fillna("")
     fits_by_key = {k: g for k, g in fits.groupby(KEY, sort=False)} if not fits.empty else {}
@@ -228,20 +274,19 @@ def generate(data_dir: Path = DATA, docs: Path = DOCS, log=sys.stderr) -> dict:
     return summary
 
 
-def _memory_pages(data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]:
+def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]:
     """The Memory page, when the memory stage has run."""
     from zoo import memory_stage
 
-    mem, fits = read_csv(data_dir / "memory.csv"), read_csv(data_dir / "memory-fit.csv")
+    mem, fits = data["memory.csv"].copy(), data["memory-fit.csv"].copy()
     if mem.empty or fits.empty:
         (docs / "memory.md").write_text("# Memory\n\n" + pages.GENERATED
                                         + "Run `make zoo` to predict memory.\n")
         return []
     mem["optimizer"] = mem["optimizer"].fillna("")
     fits["optimizer"] = fits["optimizer"].fillna("")
-    savings = read_csv(data_dir / "memory-savings.csv")
-    measured_path = data_dir / "memory-measured.csv"
-    measured = read_csv(measured_path) if measured_path.exists() else None
+    savings = data["memory-savings.csv"]
+    measured = data["memory-measured.csv"] if not data["memory-measured.csv"].empty else None
     specs = {"memory-vs-batch": charts.memory_vs_batch(mem, fits, counts).to_dict(),
              "memory-vs-params": charts.memory_vs_params(fits, counts).to_dict(),
              "memory-breakdown": charts.memory_breakdown(mem, counts).to_dict()}
@@ -261,13 +306,21 @@ def _memory_pages(data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]
     return files
 
 
-def build(data_dir: Path = DATA, log=sys.stderr) -> dict:
-    """Generate the docs and build the static site into public/ with ``mkdocs build --strict``."""
+def build(data_dir: Path | None = None, root: Path | None = None, log=sys.stderr) -> dict:
+    """Generate the docs into ``root``/build/docs and build the static site into ``root``/public
+    (``root``: the current folder) with ``mkdocs build --strict``."""
+    import yaml
+
     t0 = time.perf_counter()
-    summary = generate(data_dir, log=log)
+    docs, public = docs_dir(root), public_dir(root)
+    summary = generate(data_dir, docs, log=log)
+    config = yaml.safe_load((SOURCES / "mkdocs.yml").read_text())
+    config.update(docs_dir=str(docs), site_dir=str(public))
+    config_file = docs.parent / "mkdocs.yml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
-                    "--config-file", str(ROOT / "mkdocs.yml")], check=True, cwd=ROOT,
+                    "--config-file", str(config_file)], check=True, cwd=docs.parent,
                    env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     summary["seconds"] = time.perf_counter() - t0
-    print(f"built the site in {summary['seconds']:.0f}s -> {ROOT / 'public'}", file=log)
+    print(f"built the site in {summary['seconds']:.0f}s -> {public}", file=log)
     return summary

@@ -1,0 +1,215 @@
+"""The command as a user meets it: one clear line and exit 2 for bad input, one line and exit 130
+for Ctrl-C with no process left behind, a worker's death costing only its model."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from zoo.catalogue import Entry
+from zoo.runner import each_model
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = str(Path(sys.executable).with_name("zoo"))  # the console script, as a user runs it
+
+
+def zoo(*args, cwd=ROOT, timeout=120):
+    return subprocess.run([ZOO, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def test_a_dying_or_hanging_worker_costs_only_its_model():
+    names = ["ok1", "raises", "exits", "killed", "hangs", "ok2", "ok3"]
+    entries = [Entry("timm", n, "w", 224) for n in names]
+    import planted
+
+    out = {e.arch: (r, f) for _, e, r, f in each_model(entries, planted.job, "test", workers=2,
+                                                       timeout=20)}
+    assert sorted(out) == sorted(names)
+    assert all(out[n][0]["arch"] == n and out[n][1] is None for n in ("ok1", "ok2", "ok3"))
+    assert out["raises"][1]["error"] == "ValueError: planted failure"
+    assert out["exits"][1]["error"] == "killed: the worker process exited with status 3"
+    assert out["killed"][1]["error"].startswith("killed: the worker was ended by SIGKILL")
+    assert out["hangs"][1]["error"] == "timeout: no result after 20s"
+
+
+def _processes_in_group(pgid):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(pid))
+    return found
+
+
+def _wait_until_gone(pgid, seconds):
+    deadline = time.time() + seconds
+    while _processes_in_group(pgid) and time.time() < deadline:
+        time.sleep(0.2)
+    return _processes_in_group(pgid)
+
+
+def _as_in_a_terminal():
+    # a command started from a terminal gets Ctrl-C; one started in the background of a script
+    # inherits SIGINT ignored, and rightly ignores it
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("after", [1.0, 6.0])  # while the workers start, and while they work
+def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_process(tmp_path, after):
+    proc = subprocess.Popen([ZOO, "count", "survey", "--data", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=_as_in_a_terminal)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert [line for line in err.splitlines() if not line.startswith("[")] == ["zoo: interrupted"]
+    assert _wait_until_gone(proc.pid, 10) == []
+    assert not (tmp_path / "counts.csv").exists()
+
+
+@pytest.mark.parametrize("after", [0.5, 6.0])
+def test_killing_the_parent_ends_its_workers(tmp_path, after):
+    proc = subprocess.Popen([ZOO, "count", "survey", "--data", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    time.sleep(after)
+    proc.kill()
+    proc.wait()
+    assert _wait_until_gone(proc.pid, 20) == []
+
+
+USER_MODELS = '''
+import torch
+from torch import nn
+
+def good():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 10))
+
+class Dict(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = good()
+    def forward(self, x):
+        return {"logits": self.net(x), "features": x}
+
+class Tuple(Dict):
+    def forward(self, x):
+        return self.net(x), x
+
+class TwoHeads(Dict):
+    def forward(self, x):
+        return {"a": self.net(x), "b": self.net(x)}
+
+def raises():
+    raise ValueError("no such config")
+
+def none():
+    return None
+
+def dict_out():
+    return Dict()
+
+def tuple_out():
+    return Tuple()
+
+def two_heads():
+    return TwoHeads()
+'''
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("project")
+    (folder / "mymodels.py").write_text(USER_MODELS)
+    return folder
+
+
+@pytest.mark.parametrize("args, says", [
+    (["count", "mymodels:raises"], "mymodels:raises: the builder raised ValueError: no such config"),
+    (["count", "mymodels:none"], "mymodels:none: the builder returned None, not a torch.nn.Module"),
+    (["memory", "mymodels:two_heads"], "returns a dict of 2 tensors (a, b) and none is 'logits'"),
+    (["predict", ":build"], "':build': expected package.module:function"),
+    (["count", "nosuchmodule:build"], "cannot import 'nosuchmodule'"),
+    (["memory", "mymodels:missing"], "mymodels has no function 'missing'"),
+    (["memory", "mymodels:good", "--input", "5x32x32"], "the model rejects input 5x32x32"),
+    (["count", "mymodels:good", "--input", "3xfoo"], "--input '3xfoo': expected a shape"),
+])
+def test_bad_user_models_get_one_line(user_dir, args, says):
+    if "--input" not in args:
+        args = [*args, "--input", "3x32x32"]
+    proc = zoo(*args, cwd=user_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("builder", ["good", "dict_out", "tuple_out"])
+def test_user_models_are_counted_and_predicted_from_the_current_folder(user_dir, builder):
+    proc = zoo("count", f"mymodels:{builder}", "--input", "3x32x32", cwd=user_dir)
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(None, 1) for line in proc.stdout.splitlines() if line.startswith("parameters"))
+    # conv 3*8*9 + linear 8*10+10, by hand
+    assert lines["parameters"].split()[0] == f"{3 * 8 * 9 + 8 * 10 + 10:,}"
+    # conv 8*32*32 outputs x 27 MACs + linear 80, by hand
+    gmacs = next(line for line in proc.stdout.splitlines() if line.startswith("GMACs (reference)"))
+    assert float(gmacs.split()[2]) == pytest.approx((8 * 32 * 32 * 27 + 80) / 1e9, abs=5e-5)
+    assert not (user_dir / "data").exists()  # printed, not written
+    proc = zoo("predict", f"mymodels:{builder}", "--input", "3x32x32", cwd=user_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "training  fp32      adamw" in proc.stdout and ">=65536" in proc.stdout
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--batch", "1000000000000"], "--batch 1000000000000: must be between 1 and 65,536"),
+    (["--batch", "0"], "--batch 0: must be between 1"),
+    (["--gpu", "0.0001"], "no larger than the 512 MiB the CUDA context takes"),
+    (["--gpu", "1000000000GB"], "larger than any card"),
+    (["--gpu", "lots"], "expected a size such as 24GB"),
+    (["--optimizer", "lion"], "--optimizer 'lion'"),
+])
+def test_out_of_range_memory_options_get_one_line(args, says):
+    proc = zoo("memory", "resnet18", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and says in proc.stderr, proc.stderr
+
+
+def test_a_bare_architecture_takes_the_library_default_weights():
+    from torchvision.models import get_model_weights
+
+    proc = zoo("memory", "vit_b_16", "--batch", "1", "--mode", "inference")
+    assert proc.returncode == 0, proc.stderr
+    default = get_model_weights("vit_b_16").DEFAULT  # IMAGENET1K_V1, at 224 (not SWAG at 384)
+    assert f"using torchvision:vit_b_16.{default.name} (the library's default)" in proc.stderr
+    assert f"input 1x3x{default.transforms().crop_size[0]}x" in proc.stdout
+
+
+def test_a_capped_largest_batch_says_it_is_a_cap(user_dir):
+    proc = zoo("memory", "mymodels:good", "--input", "3x8x8", "--gpu", "9000GB", cwd=user_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "largest batch on a 9000GB GPU: >=65536 (the search stops there)" in proc.stdout
+
+
+def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd):
+    """torchvision's MaxViT cannot run under CPU autocast (a bmm of mixed dtypes); torch's
+    fake-tensor machinery logs a 20-line traceback for it, which the user once read as a crash."""
+    import io
+
+    from zoo import memory_stage, tables
+    from zoo.catalogue import select
+
+    memory_stage.run(select(["torchvision:maxvit_t"]), tmp_path, workers=1, log=io.StringIO())
+    _, err = capfd.readouterr()
+    assert "fake_tensor" not in err and "Traceback" not in err, err[:500]
+    row = tables.read(tmp_path, "memory-failures.csv").iloc[0]
+    assert row["stage"] == "memory-amp" and "expected scalar type" in row["error"]
+    assert "Traceback" in row["traceback"]

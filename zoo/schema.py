@@ -1,0 +1,114 @@
+"""Every table of ``data/``: its columns, their types, its key and its sort order, in one place.
+
+A table is read back through its schema (``zoo.tables.read``) and written through it
+(``zoo.tables.update``): a file that is truncated, garbled or breaks a type is refused with the
+file and line named, before anything is written.
+
+Figures are stored at what they mean, so that a re-run on another machine writes the same bytes:
+bytes and counts as integers; multiply-accumulates as computed (exact integers over 1e9); a
+least-squares ratio (``worst_residual``) to ``RATIO_DIGITS`` significant digits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+KEY = ["library", "arch", "weights", "img_size"]
+RATIO_DIGITS = 4  # significant digits of ratios that come out of a least-squares fit
+MAX_BATCH = 1 << 16  # the search for the largest batch that fits stops here (max_batch_*gb)
+
+
+def largest_batch_text(batch: int) -> str:
+    """A largest batch as a reader should take it: the search's upper bound is a lower bound."""
+    return f">={batch}" if batch >= MAX_BATCH else str(batch)
+
+
+@dataclass(frozen=True)
+class Col:
+    kind: str  # "str", "int" (bytes, counts), "float"
+    nullable: bool = False
+    digits: int | None = None  # significant digits a float is stored to (None: as computed)
+    min: float | None = None
+    max: float | None = None
+
+
+S, I, F = Col("str"), Col("int"), Col("float")
+S0, I0, F0 = Col("str", True), Col("int", True), Col("float", True)
+BYTES, BYTES0 = Col("int", min=0), Col("int", True)
+_KEY_COLS = {"library": S, "arch": S, "weights": S0, "img_size": Col("int", min=1)}
+VERSIONS = {c: S0 for c in ("zoo_version", "torch_version", "torchvision_version", "timm_version",
+                             "thop_version", "fvcore_version")}
+MEMORY_CONFIG = {"mode": S, "precision": S, "optimizer": S0}
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # file name in data/
+    columns: dict[str, Col]
+    key: list[str]  # the sort order; unique per row where ``unique``
+    patterns: dict[str, Col] = field(default_factory=dict)  # regex column names -> type
+    unique: bool = True
+    strict: bool = True  # no columns but these (a table of our own); else extra columns are text
+
+    def col(self, name: str) -> Col | None:
+        import re
+
+        if name in self.columns:
+            return self.columns[name]
+        hit = next((c for p, c in self.patterns.items() if re.fullmatch(p, name)), None)
+        return hit if hit or self.strict else S0
+
+
+def _t(name, columns, extra_key=(), patterns=None, unique=True):
+    return Table(name, {**_KEY_COLS, **columns}, KEY + list(extra_key), patterns or {}, unique)
+
+
+TABLES = {t.name: t for t in [
+    _t("counts.csv", {
+        "family": S, "params": Col("int", min=0), "gmacs": Col("float", min=0),
+        "gmacs_thop": F0, "gmacs_fvcore": F0, "gmacs_torch": F0, "gflops_train": F0,
+        "top1": Col("float", True, min=0, max=100), "top5": Col("float", True, min=0, max=100),
+        "acc_source": S0, **VERSIONS}),
+    _t("ops.csv", {"counter": S, "op": S, "category": S, "gmacs": F}, ["counter", "op", "category"]),
+    # one row per call of a leaf module, in call order (a module called twice has two rows)
+    _t("layers.csv", {"module": S, "type": S, "output_shape": S0, "params": Col("int", min=0),
+                      "gmacs": Col("float", min=0)}, unique=False),
+    _t("counter-notes.csv", {"counter": S, "status": S, "note": S0}, ["counter"]),
+    _t("failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
+    _t("memory.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1), "peak_bytes": BYTES,
+                      **{f"{c}_bytes": BYTES for c in (
+                          "parameters", "buffers", "gradients", "optimizer", "activations",
+                          "temporaries", "workspace")}},
+       ["mode", "precision", "optimizer", "batch"]),
+    _t("memory-fit.csv", {**MEMORY_CONFIG, "model_bytes": Col("int"), "per_sample_bytes": BYTES,
+                          "worst_residual": Col("float", digits=RATIO_DIGITS, min=0),
+                          "parameter_bytes": BYTES, "buffer_bytes": BYTES,
+                          "gradient_bytes": BYTES, "optimizer_bytes": BYTES,
+                          "activation_bytes_per_sample": BYTES},
+       ["mode", "precision", "optimizer"],
+       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_\d+gb": Col("int", min=0)}),
+    _t("memory-savings.csv", {"batch": Col("int", min=1), "peak_fp32_adamw_bytes": BYTES,
+                              **{f"saved_by_{c}_bytes": BYTES0 for c in (
+                                  "amp_bf16", "sgd", "accumulation_4x", "inplace",
+                                  "checkpointing")}}),
+    _t("memory-failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
+    _t("memory-measured.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1),
+                               "predicted_bytes": BYTES, "max_allocated_bytes": BYTES,
+                               "max_reserved_bytes": BYTES, "rel_error": F, "device": S,
+                               "torch_version": S0, "torchvision_version": S0,
+                               "timm_version": S0}, ["mode", "precision", "optimizer", "batch"]),
+]}
+
+
+# timm's published results table, as read from the kept copy or a user's --timm-results
+TIMM_RESULTS = Table("results-imagenet.csv", {
+    "model": S, "img_size": Col("int", min=1), "top1": Col("float", min=0, max=100),
+    "top5": Col("float", min=0, max=100)}, ["model", "img_size"], strict=False)
+
+
+def round_sig(x: float, digits: int) -> float:
+    """``x`` to ``digits`` significant digits."""
+    if x == 0 or not math.isfinite(x):
+        return x
+    return round(x, digits - 1 - math.floor(math.log10(abs(x))))
