@@ -19,23 +19,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="names, globs ('resnet*'), library:name, or a set (default, survey, "
                          "bench, torchvision, timm)")
 
-    count = sub.add_parser("count", help="count params, MACs and training FLOPs into data/")
-    count.add_argument("models", nargs="*", default=["default"],
-                       help="as for 'zoo list', or your own model as 'package.module:function' "
-                            "(printed, with --input)")
-    count.add_argument("--data", default=None, help="output folder (default: ./data)")
-    count.add_argument("--input", default=None,
-                       help="your own model's input shape without the batch, e.g. 3x512x512")
-    count.add_argument("--timm-results", default=None,
-                       help="path or URL of timm's results-imagenet.csv")
-    pred = sub.add_parser("predict", help="predict memory (all batch sizes, optimizers, "
-                                         "precisions) into data/memory*.csv")
-    pred.add_argument("models", nargs="*", default=["default"],
-                      help="as for 'zoo list', or your own model as 'package.module:function' "
-                           "(printed, with --input)")
-    pred.add_argument("--data", default=None, help="output folder (default: ./data)")
-    pred.add_argument("--input", default=None,
-                      help="your own model's input shape without the batch, e.g. 3x512x512")
+    for name, what in [("count", "count params, MACs and training FLOPs into data/"),
+                       ("predict", "predict memory (all batch sizes, optimizers, precisions) "
+                                   "into data/memory*.csv")]:
+        stage = sub.add_parser(name, help=what)
+        stage.add_argument("models", nargs="*", default=["default"],
+                           help="as for 'zoo list', or your own model as "
+                                "'package.module:function' (printed, with --input)")
+        stage.add_argument("--data", default=None, help="output folder (default: ./data)")
+        stage.add_argument("--input", default=None,
+                           help="your own model's input shape without the batch, e.g. 3x512x512")
+        if name == "count":
+            stage.add_argument("--timm-results", default=None,
+                               help="path or URL of a copy of timm's results-imagenet.csv "
+                                    "(default: the one kept in zoo/reference/)")
 
     mem = sub.add_parser("memory", help="predict the GPU memory of one model's training step or "
                                            "inference, without a GPU")

@@ -99,10 +99,16 @@ def parse(raw: bytes, table: Table, where: str) -> pd.DataFrame:
     if not text.endswith("\n"):
         raise DataError(f"{where}: line {_line_at(raw, len(raw))}: cut off (no newline at the end: "
                         "the file is truncated)")
+    records, lines = [], []  # each record and the file line it starts on (a cell may hold newlines)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
     try:
-        records = list(csv.reader(io.StringIO(text, newline="")))
+        for record in reader:
+            records.append(record)
+            lines.append(start)
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"{where}: {exc}") from None
+        raise DataError(f"{where}: line {reader.line_num}: {exc}") from None
     header, rows = records[0], records[1:]
     for col in header:
         if table.col(col) is None:  # only a strict table has no type for a column
@@ -110,11 +116,11 @@ def parse(raw: bytes, table: Table, where: str) -> pd.DataFrame:
     missing = [c for c in table.columns if c not in header]
     if missing:
         raise DataError(f"{where}: line 1: missing column {missing[0]!r}")
-    for i, row in enumerate(rows, 2):
+    for line, row in zip(lines[1:], rows):
         if len(row) != len(header):
-            raise DataError(f"{where}: line {i}: {len(row)} fields, the header has {len(header)}")
-    df = pd.DataFrame(rows, columns=header, dtype=object).replace("", None)
-    return _validate(df, table, where)
+            raise DataError(f"{where}: line {line}: {len(row)} fields, the header has {len(header)}")
+    df = pd.DataFrame(rows, columns=header, dtype=object, index=lines[1:]).replace("", None)
+    return _validate(df, table, where).reset_index(drop=True)
 
 
 def _line_at(raw: bytes, offset: int) -> int:
@@ -122,6 +128,7 @@ def _line_at(raw: bytes, offset: int) -> int:
 
 
 def _validate(df: pd.DataFrame, table: Table, where: str) -> pd.DataFrame:
+    """``df`` (text cells, indexed by file line) checked against ``table`` and typed."""
     import pandera.pandas as pa
 
     columns = {c: pa.Column(_dtype(table.col(c)), nullable=table.col(c).nullable, coerce=True,
@@ -153,10 +160,10 @@ def _checks(col: Col) -> list:
 def _first_failure(cases: pd.DataFrame, table: Table) -> str:
     case = cases.iloc[0]
     index = case.get("index")
-    line = f"line {int(index) + 2}: " if index is not None and not pd.isna(index) else ""
+    line = f"line {int(index)}: " if index is not None and not pd.isna(index) else ""
     if case["check"] == "field_uniqueness" or "unique" in str(case["check"]):
         dup = cases[cases["index"].notna()]
-        first = int(dup["index"].min()) + 2 if not dup.empty else None
+        first = int(dup["index"].min()) if not dup.empty else None
         return (f"line {first}: the key ({', '.join(table.key)}) repeats an earlier row"
                 if first else f"duplicate key ({', '.join(table.key)})")
     value = case["failure_case"]
