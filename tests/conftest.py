@@ -1,3 +1,4 @@
+import os
 import pytest
 import torch
 
@@ -6,3 +7,7 @@ import torch
 def _one_thread():
     torch.set_num_threads(1)
     yield
+
+
+# Tests measure afresh unless they test the result cache itself (they name their own folder).
+os.environ["ZOO_CACHE"] = "off"

@@ -14,3 +14,25 @@ def job(entry, *args):
     if entry.arch == "hangs":
         time.sleep(600)
     return {"arch": entry.arch, "pid": os.getpid()}
+
+
+def measure(entry, settings):
+    """A stage's measure with planted failures: rows in counts.csv when it succeeds."""
+    if entry.arch == "allocates":
+        hog = bytearray(3 * 2**30)  # past the test's limit, page by page
+        for i in range(0, len(hog), 4096):
+            hog[i] = 1
+    job(entry)
+    return {"counts.csv": [{"library": entry.library, "arch": entry.arch, "weights": entry.weights,
+                            "img_size": entry.img_size, "family": "planted", "params": len(entry.arch),
+                            "gmacs": settings.get("gmacs", 1.0)}]}
+
+
+def _stage():
+    from zoo.stage import Stage
+
+    return Stage(module="planted", name="planted", tables=("counts.csv", "failures.csv"),
+                 measure=measure, code=("planted",), status=lambda r: "ok")
+
+
+STAGE = _stage()

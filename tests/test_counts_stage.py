@@ -194,3 +194,27 @@ def test_torch_counter_same_on_real_and_fake_cpu_tensors(name):
     entry = select([name])[0]
     real, fake = run_torch_cpu(entry, gmacs=0.0), run_torch_cpu(entry, gmacs=None)
     assert real.macs == fake.macs and real.by_op == fake.by_op
+
+
+def test_the_whole_catalogue_holds_every_architecture_tag_and_weight():
+    """Against independent enumerations: timm's registry, timm's results table (every row, at its
+    own image size), torchvision's weights."""
+    import timm
+
+    from zoo.catalogue import torchvision_entries, whole_catalogue
+
+    everything = select(["all"])
+    assert everything == list(whole_catalogue())
+    timm_keys = {(e.arch, e.weights, e.img_size) for e in everything if e.library == "timm"}
+    assert {e.arch for e in everything if e.library == "timm"} == set(timm.list_models())
+    results = pd.read_csv(TIMM_TABLE)
+    published = {(m.partition(".")[0], m.partition(".")[2], s)
+                 for m, s in zip(results["model"], results["img_size"])}
+    assert published <= timm_keys
+    defaults = {(a, timm.models.get_pretrained_cfg(a).tag or "",  # "": no pretrained weights
+                 timm.models.get_pretrained_cfg(a).input_size[-1]) for a in timm.list_models()}
+    assert defaults <= timm_keys and timm_keys == published | defaults
+    assert {e.key for e in torchvision_entries()} <= {e.key for e in everything}
+    # a name outside the default zoo is found in the catalogue
+    assert [e.name for e in select(["timm:eva02_tiny_patch14_336.mim_in22k_ft_in1k"])] == [
+        "eva02_tiny_patch14_336.mim_in22k_ft_in1k"]

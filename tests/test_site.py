@@ -187,7 +187,7 @@ def test_no_external_assets(built):
 @pytest.mark.parametrize("models", [["timm:resnet18.a1_in1k"],  # one model, no ResNet-50
                                     ["torchvision:vgg16.IMAGENET1K_FEATURES"]])  # no accuracy
 def test_site_builds_from_any_subset(tmp_path, models):
-    from zoo import counts, memory_stage
+    from zoo import counts, memory_stage, tables
     from zoo.catalogue import select
 
     data = tmp_path / "data"
@@ -199,6 +199,6 @@ def test_site_builds_from_any_subset(tmp_path, models):
     assert "{{" not in methods and "(not in this data)" in methods
     assert "= **112**" in methods  # the hand-computed output size stands without ResNet-50
     index = (tmp_path / "build" / "docs" / "index.md").read_text()
-    with_acc = counts.tables.read(data, "counts.csv").top1.notna().sum()
+    with_acc = tables.read(data, "counts.csv").top1.notna().sum()
     assert f"places {with_acc} models of" in index
     assert (tmp_path / "public" / "models" / "index.html").exists()

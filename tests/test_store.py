@@ -52,15 +52,6 @@ def test_concurrent_writers_keep_every_row(tmp_path):
         assert len(tables.read(tmp_path, name)) == 32, name
 
 
-def test_two_count_runs_into_one_folder_keep_both(tmp_path):
-    runs = [subprocess.Popen([sys.executable, "-m", "zoo", "count", name, "--data", str(tmp_path)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-            for name in ("torchvision:squeezenet1_0", "torchvision:squeezenet1_1")]
-    assert [r.wait(300) for r in runs] == [0, 0]
-    for name in ("counts.csv", "ops.csv", "layers.csv"):
-        assert set(tables.read(tmp_path, name)["arch"]) == {"squeezenet1_0", "squeezenet1_1"}, name
-
-
 def test_a_killed_commit_is_finished_by_the_next_reader(tmp_path, monkeypatch):
     tables.update(tmp_path, model_rows("a"))
     # the run dies right after its journal is written, before any rename
@@ -76,13 +67,14 @@ def test_a_killed_commit_is_finished_by_the_next_reader(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert (tmp_path / tables.JOURNAL).exists()
     assert set(pd.read_csv(tmp_path / "counts.csv")["arch"]) == {"a"}  # not yet committed
-    (tmp_path / ".layers.csv.stray.tmp").write_text("half a file")  # a temp file no journal names
+    (tmp_path / ".layers.csv.x1y2z3w4.tmp").write_text("half a file")  # a temp file no journal names
+    (tmp_path / ".counts.csv.swp").write_text("an editor's file")  # not ours: kept
     with tables.locked(tmp_path):
         pass
     for name in ("counts.csv", "ops.csv", "layers.csv"):
         assert set(tables.read(tmp_path, name)["arch"]) == {"a", "b"}, name
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".zoo.lock", "counts.csv", "layers.csv", "ops.csv"]
+        ".counts.csv.swp", ".zoo.lock", "counts.csv", "layers.csv", "ops.csv"]
 
 
 def test_site_refuses_tables_that_disagree(tmp_path):
@@ -128,6 +120,9 @@ GOOD = TABLES["counts.csv"]
     (lambda b: b[:200] + bytes(range(256)) + b[200:], "binary content"),
     (lambda b: b.replace(b"family", b"famly", 1), "line 1: unknown column 'famly'"),
     (lambda b: b + b.splitlines(keepends=True)[1], "line 5: the key"),
+    (lambda b: b.replace(b"fvcore_version\n", b"fvcore_version,fvcore_version\n", 1),
+     "line 1: column 'fvcore_version' appears twice"),
+    (lambda b: b[:-1] + b',"a cell\nnever closed\n', "line 4: unexpected end of data"),
 ])
 def test_a_bad_table_is_refused_with_its_file_and_line(tmp_path, damage, says):
     text = (ROOT / "data" / "counts.csv").read_bytes()
@@ -158,6 +153,31 @@ def test_a_data_folder_that_cannot_be_written_is_refused_first(tmp_path, make):
                            "--data", str(target)], capture_output=True, text=True, cwd=ROOT,
                           timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--data" in proc.stderr
+
+
+def test_a_read_only_folder_is_read_without_its_lock(tmp_path, monkeypatch):
+    tables.update(tmp_path, model_rows("a"))
+    (tmp_path / tables.LOCK).unlink()
+    monkeypatch.setattr(tables, "_can_lock", lambda folder: False)  # as on a read-only mount
+    with tables.locked(tmp_path):
+        assert tables.read(tmp_path, "counts.csv")["arch"].tolist() == ["a"]
+    (tmp_path / tables.JOURNAL).write_text('{"renames": []}')
+    with pytest.raises(DataError, match="half-done commit"):
+        with tables.locked(tmp_path):
+            pass
+
+
+def test_a_model_without_weights_keeps_its_key(tmp_path):
+    """timm architectures with no pretrained weights have an empty ``weights``: a rerun must
+    replace their rows, not add a second copy."""
+    rows = model_rows("untrained")
+    for name, (frame, _) in rows.items():
+        frame["weights"] = ""
+    replaced = {("timm", "untrained", "", 224)}
+    for _ in range(2):
+        tables.update(tmp_path, {n: (f, replaced) for n, (f, _) in rows.items()})
+    counts = tables.read(tmp_path, "counts.csv")
+    assert counts[KEY].values.tolist() == [["timm", "untrained", "", 224]]
 
 
 def test_figures_are_stored_at_what_they_mean():

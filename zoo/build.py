@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils._device import DeviceContext
 
 from zoo.catalogue import Entry
-from zoo.errors import UsageError
+from zoo.errors import UsageError, error_line
 
 TORCHVISION_KWARGS = {
     "googlenet": {"aux_logits": False, "init_weights": False},
@@ -43,12 +43,26 @@ def _builder(entry: Entry):
             kwargs["image_size"] = entry.img_size
         return lambda: fn(weights=None, **kwargs)
     if entry.library == "timm":
-        import timm
-
-        return lambda: timm.create_model(entry.name, pretrained=False)
+        return lambda: _timm_model(entry)
     if entry.library == "user":
         return user_builder(entry.arch)
     raise ValueError(f"unknown library {entry.library!r}")
+
+
+def _timm_model(entry: Entry) -> nn.Module:
+    """A timm model from ``arch.tag`` (the tag's config applies), at ``entry.img_size`` where the
+    tag was evaluated at another size than it was trained at and the model takes the size as an
+    argument (vision transformers; a convolutional network takes any size as it is)."""
+    import timm
+
+    name = entry.name if entry.weights else entry.arch
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is not None and int(cfg.input_size[-1]) != entry.img_size:
+        try:
+            return timm.create_model(name, pretrained=False, img_size=entry.img_size)
+        except TypeError:  # takes no img_size: any input size works
+            pass
+    return timm.create_model(name, pretrained=False)
 
 
 def user_builder(target: str):
@@ -63,7 +77,7 @@ def user_builder(target: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise UsageError(f"{target}: cannot import {module_name!r} ({_first_line(exc)})") from None
+        raise UsageError(f"{target}: cannot import {module_name!r} ({error_line(exc)})") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise UsageError(f"{target}: {module_name} has no function {func_name!r}")
@@ -72,7 +86,7 @@ def user_builder(target: str):
         try:
             model = func()
         except Exception as exc:
-            raise UsageError(f"{target}: the builder raised {_first_line(exc)}") from None
+            raise UsageError(f"{target}: the builder raised {error_line(exc)}") from None
         if not isinstance(model, nn.Module):
             raise UsageError(f"{target}: the builder returned "
                              f"{'None' if model is None else type(model).__name__}, not a "
@@ -99,11 +113,6 @@ def model_output(out, name: str = "the model") -> torch.Tensor:
                          f"({', '.join(map(str, out))}) and none is 'logits'")
     raise UsageError(f"{name}: the model returns {type(out).__name__}, expected a tensor, a "
                      "tuple starting with one, or a dict with 'logits'")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 # In-place fills and initialisers: on a meta tensor they change nothing, yet each runs Python

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from zoo.errors import UsageError
+from zoo.schema import KEY
 
-KEY = ["library", "arch", "weights", "img_size"]
 
 
 @dataclass(frozen=True, order=True)
@@ -175,6 +175,27 @@ def default_zoo() -> tuple[Entry, ...]:
     return tuple(torchvision_entries() + timm_entries())
 
 
+@lru_cache(maxsize=1)
+def whole_catalogue() -> tuple[Entry, ...]:
+    """Everything people choose from: every torchvision weight; every timm architecture at its
+    default configuration (its default tag); every tag timm's results table lists, at the image
+    size it was evaluated at there (and with that accuracy)."""
+    import timm
+
+    from zoo.accuracy import read_timm_results
+
+    out = {e.key: e for e in torchvision_entries()}
+    for arch in timm.list_models():
+        cfg = timm.models.get_pretrained_cfg(arch)
+        e = Entry("timm", arch, cfg.tag or "", int(cfg.input_size[-1]))
+        out.setdefault(e.key, e)
+    for name, size in read_timm_results()[["model", "img_size"]].itertuples(index=False):
+        arch, _, tag = name.partition(".")
+        e = Entry("timm", arch, tag, int(size))
+        out.setdefault(e.key, e)
+    return tuple(sorted(out.values()))
+
+
 class UnknownModel(UsageError, LookupError):
     """A selector matched nothing; the message suggests close names."""
 
@@ -248,21 +269,26 @@ def _matches(entry: Entry, pattern: str) -> bool:
 def select(selectors, zoo=None) -> list[Entry]:
     """Entries matching any selector: a named set, an arch, ``arch.weights``, a glob, ``library:...``.
 
-    Raises UnknownModel for a selector that matches nothing.
+    Names are looked for in the default zoo, and in the whole catalogue where the default zoo has
+    none; ``all`` is the whole catalogue. Raises UnknownModel for a selector that matches nothing.
     """
     zoo = list(default_zoo() if zoo is None else zoo)
     chosen: dict[tuple, Entry] = {}
     for sel in selectors:
-        if sel in ("default", "all"):
+        if sel == "all":
+            hits = list(whole_catalogue())
+        elif sel == "default":
             hits = zoo
         elif sel in ("torchvision", "timm"):
             hits = [e for e in zoo if e.library == sel]
         elif sel in SETS:
             hits = [e for e in zoo if any(_matches(e, p) for p in SETS[sel])]
         else:
-            hits = [e for e in zoo if _matches(e, sel)]
+            hits = ([e for e in zoo if _matches(e, sel)]
+                    or [e for e in whole_catalogue() if _matches(e, sel)])
         if not hits:
-            names = sorted({e.arch for e in zoo} | set(SETS) | {"default", "torchvision", "timm"})
+            names = sorted({e.arch for e in whole_catalogue()} | set(SETS)
+                           | {"default", "all", "torchvision", "timm"})
             close = difflib.get_close_matches(sel.rpartition(":")[2], names, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else "; see 'zoo list'"
             raise UnknownModel(f"unknown model or set {sel!r}{hint}")

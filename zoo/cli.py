@@ -9,10 +9,18 @@ import sys
 from zoo.catalogue import is_user_model, select, user_model
 from zoo.errors import UsageError
 
+DEFAULT_TIMEOUT_S = 1800.0  # one model's wall-clock limit in a sweep
+DEFAULT_MEMORY_GB = 8.0  # one model process's resident-memory limit
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, as every other bad input gets
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="zoo", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="zoo", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ls = sub.add_parser("list", help="list the models a selection names")
     ls.add_argument("models", nargs="*", default=["default"],
@@ -29,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
         stage.add_argument("--data", default=None, help="output folder (default: ./data)")
         stage.add_argument("--input", default=None,
                            help="your own model's input shape without the batch, e.g. 3x512x512")
+        stage.add_argument("--workers", type=int, default=None,
+                           help="worker processes (default: one per core; 1 runs in this process)")
+        stage.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                           help=f"seconds one model may take (default {DEFAULT_TIMEOUT_S:g})")
+        stage.add_argument("--memory-limit", type=float, default=DEFAULT_MEMORY_GB,
+                           help=f"GiB one model's process may hold (default {DEFAULT_MEMORY_GB:g})")
+        stage.add_argument("--scheduler", default=None,
+                           help="run on a Dask cluster: its scheduler's address, e.g. "
+                                "tcp://HOST:8786 (default: worker processes on this machine)")
         if name == "count":
             stage.add_argument("--timm-results", default=None,
                                help="path or URL of a copy of timm's results-imagenet.csv "
@@ -51,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
     site = sub.add_parser("site", help="build the static site from data/ into public/")
     site.add_argument("--data", default=None, help="input folder (default: ./data)")
+    site.add_argument("--out", default=None,
+                      help="the folder to write build/docs and public/ in (default: the current "
+                           "folder)")
     site.add_argument("--no-build", action="store_true",
                       help="only generate the pages (build/docs), do not run mkdocs")
     return p
@@ -74,10 +94,16 @@ def _run(args) -> int:
     from zoo import tables
 
     if args.command == "site":
-        from zoo import site
-
         try:
-            (site.generate if args.no_build else site.build)(args.data or tables.default_data())
+            from zoo import site
+        except ImportError as exc:
+            raise UsageError(f"zoo site needs the site extra ({exc.name} is missing): "
+                             "pip install 'zoo[site]'") from None
+        try:
+            if args.no_build:
+                site.generate(args.data, site.docs_dir(args.out))
+            else:
+                site.build(args.data, args.out)
         except subprocess.CalledProcessError as exc:
             print(f"zoo: error: mkdocs failed ({exc})", file=sys.stderr)
             return 1
@@ -96,17 +122,28 @@ def _run(args) -> int:
         for e in entries:
             print(f"{e.library:12} {e.name:55} {e.img_size:4d}  {e.family}")
         return 0
+    how = _how(args)
     if args.command == "count":
         from zoo import counts
 
-        summary = counts.run(entries, args.data, args.timm_results)
-        return 0 if summary["counted"] else 1
-    if args.command == "predict":
+        summary = counts.run(entries, args.data, args.timm_results, **how)
+    else:
         from zoo import memory_stage
 
-        summary = memory_stage.run(entries, args.data)
-        return 0 if summary["failed"] < summary["models"] else 1
-    return 2
+        summary = memory_stage.run(entries, args.data, **how)
+    return 0 if summary["failed"] < summary["models"] else 1
+
+
+def _how(args) -> dict:
+    """How a stage runs: workers, limits, where; checked before anything runs."""
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
+    if not args.memory_limit > 0:
+        raise UsageError(f"--memory-limit {args.memory_limit:g}: must be a positive number of GiB")
+    return {"workers": args.workers, "timeout": args.timeout,
+            "memory_limit": args.memory_limit * 2**30, "scheduler": args.scheduler}
 
 
 def _user_model(args) -> int:

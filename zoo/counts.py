@@ -13,12 +13,11 @@ One model failing is recorded and the run goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import pandas as pd
 
 import zoo
 from zoo.accuracy import AccuracyBook
@@ -26,20 +25,15 @@ from zoo.build import build, example_input, input_shape, param_count
 from zoo.catalogue import KEY, Entry
 from zoo.counters import COUNTERS, versions
 from zoo.counting import count_forward, count_training_flops, op_category
-from zoo.runner import largest_first, as_weights, by_architecture, each_model, error_line, progress
-from zoo import tables
-
-COUNT_COLUMNS = KEY + [
-    "family", "params", "gmacs", "gmacs_thop", "gmacs_fvcore", "gmacs_torch", "gflops_train",
-    "top1", "top5", "acc_source",
-    "zoo_version", "torch_version", "torchvision_version", "timm_version", "thop_version",
-    "fvcore_version",
-]
+from zoo import stage
+from zoo.runner import error_line
+from zoo.stage import Stage
 
 
-def count_model(entry: Entry, book: AccuracyBook | None, lib_versions: dict) -> dict:
-    """Every count of one model. Raises if the model cannot be built or the reference fails;
-    a third-party counter's failure is kept in the result instead."""
+def count_model(entry: Entry, lib_versions: dict) -> dict:
+    """Every count of one model, without its accuracy (that belongs to each of its weights).
+    Raises if the model cannot be built or the reference fails; a third-party counter's failure is
+    kept in the result instead."""
     model = build(entry, "meta")
     ref = count_forward(model, example_input(entry))
     row = {"library": entry.library, "arch": entry.arch, "weights": entry.weights,
@@ -66,8 +60,8 @@ def count_model(entry: Entry, book: AccuracyBook | None, lib_versions: dict) -> 
     except Exception as exc:
         row["gflops_train"] = None
         notes.append({**key, "counter": "reference-train", "status": "failed", "note": error_line(exc)})
-    row.update(book.lookup(entry) if book else {"top1": None, "top5": None, "acc_source": ""})
-    row.update({"zoo_version": zoo.__version__, **lib_versions})
+    row.update({"top1": None, "top5": None, "acc_source": "",
+                "zoo_version": zoo.__version__, **lib_versions})
     layers = [{**key, **layer, "gmacs": layer.pop("macs") / 1e9} for layer in ref.layers]
     return {"row": row, "ops": ops, "notes": notes, "layers": layers}
 
@@ -76,7 +70,7 @@ def print_model(entry: Entry, out=sys.stdout) -> None:
     """One model's counts, printed (your own model: nothing is written to data/)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = count_model(entry, None, {})
+        result = count_model(entry, {})
     row = result["row"]
     print(f"{entry.arch}  input 1x{'x'.join(map(str, input_shape(entry)))}", file=out)
     print(f"{'parameters':<22}{row['params']:>16,}", file=out)
@@ -98,8 +92,11 @@ def print_model(entry: Entry, out=sys.stdout) -> None:
         print(f"note: {note['counter']}: {note['note']}", file=out)
 
 
-def _count(entry: Entry, timm_results: str | None, lib_versions: dict) -> dict:
-    return count_model(entry, _book(timm_results), lib_versions)
+def measure(entry: Entry, settings: dict) -> dict[str, list[dict]]:
+    """The stage's work for one architecture, in a worker."""
+    result = count_model(entry, versions())
+    return {"counts.csv": [result["row"]], "ops.csv": result["ops"],
+            "layers.csv": result["layers"], "counter-notes.csv": result["notes"]}
 
 
 _BOOKS: dict = {}
@@ -112,59 +109,33 @@ def _book(timm_results: str | None) -> AccuracyBook:
     return _BOOKS[timm_results]
 
 
-TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"]
+def _summary(done: int, models: int, failed: int, seconds: float, data_dir: Path) -> str:
+    return (f"counted {done} of {models} models in {seconds:.0f}s, {failed} failed -> "
+            f"{data_dir / 'counts.csv'}" + (f" (see {data_dir / 'failures.csv'})" if failed else ""))
+
+
+STAGE = Stage(
+    module="zoo.counts",
+    name="count",
+    tables=("counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"),
+    measure=measure,
+    code=("zoo.counts", "zoo.counting", "zoo.counters"),
+    status=lambda result: f"{result['counts.csv'][0]['gmacs']:.3f} GMACs",
+    summary=_summary,
+)
 
 
 def run(entries: list[Entry], data_dir: Path | None = None, timm_results: str | None = None,
-        workers: int | None = None, log=sys.stderr) -> dict:
-    """Count ``entries`` (in ``workers`` processes, one per core by default) and merge them into
-    the CSVs of ``data_dir``. Returns a summary.
-
-    Checked before anything is measured: the folder can be written, its tables are valid, the
-    accuracy source is valid (UsageError otherwise). A model that fails keeps the rows it had,
-    with its failure recorded beside them in failures.csv."""
-    data_dir = tables.check_folder(data_dir or tables.default_data())
+        log=sys.stderr, **how) -> dict:
+    """Count ``entries`` and merge them into the CSVs of ``data_dir`` (see ``zoo.stage.run``
+    for ``how``: workers, cache, scheduler, limits). The accuracy source is checked before
+    anything is measured (UsageError); each of an architecture's weights gets its own accuracy."""
     book = _book(timm_results)
-    with tables.locked(data_dir):
-        for name in TABLES:
-            tables.read(data_dir, name)
-    lib_versions = versions()
-    rows, ops, notes, layers, failures = [], [], [], [], []
-    start = time.perf_counter()
 
-    groups = by_architecture(entries)
-    firsts = largest_first([group[0] for group in groups.values()], [data_dir, tables.default_data()])
-    for i, entry, result, failure in each_model(firsts, _count, "count", timm_results,
-                                                 lib_versions, workers=workers):
-        group = groups[(entry.library, entry.arch, entry.img_size)]
-        for sib in group:
-            if failure:
-                failures.extend(as_weights([failure], sib))
-                continue
-            rows.append({**result["row"], "weights": sib.weights, **book.lookup(sib)})
-            ops.extend(as_weights(result["ops"], sib))
-            notes.extend(as_weights(result["notes"], sib))
-            layers.extend(as_weights(result["layers"], sib))
-        status = f"FAILED: {failure['error']}" if failure else f"{result['row']['gmacs']:.3f} GMACs"
-        print(progress(i, len(firsts), group, status, time.perf_counter() - start, len(failures)),
-              file=log, flush=True)
+    def with_accuracy(result: dict, entry: Entry) -> dict:
+        return {**result, "counts.csv": [{**row, **book.lookup(entry)}
+                                         for row in result["counts.csv"]]}
 
-    ran = {e.key for e in entries}
-    counted = ran - {tuple(f[k] for k in KEY) for f in failures}
-    frames = {
-        "counts.csv": pd.DataFrame(rows, columns=COUNT_COLUMNS),
-        "ops.csv": pd.DataFrame(ops, columns=KEY + ["counter", "op", "category", "gmacs"]),
-        "layers.csv": pd.DataFrame(layers, columns=KEY + ["module", "type", "output_shape",
-                                                          "params", "gmacs"]),
-        "counter-notes.csv": pd.DataFrame(notes, columns=KEY + ["counter", "status", "note"]),
-    }
-    changes = {name: (frame, counted) for name, frame in frames.items()}
-    changes["failures.csv"] = (pd.DataFrame(failures, columns=KEY + ["stage", "error", "traceback"]),
-                               ran)
-    tables.update(data_dir, changes)
-    summary = {"models": len(entries), "counted": len(rows), "failed": len(failures),
-               "seconds": time.perf_counter() - start}
-    print(f"counted {summary['counted']} of {summary['models']} models in {summary['seconds']:.0f}s, "
-          f"{summary['failed']} failed -> {data_dir / 'counts.csv'}"
-          + (f" (see {data_dir / 'failures.csv'})" if failures else ""), file=log)
-    return summary
+    summary = stage.run(dataclasses.replace(STAGE, for_weights=with_accuracy), entries, data_dir,
+                        log=log, **how)
+    return {**summary, "counted": summary["done"]}

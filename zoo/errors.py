@@ -8,3 +8,9 @@ class UsageError(Exception):
 
 class DataError(UsageError):
     """A data file is unreadable or breaks its schema; the message names the file and the line."""
+
+
+def error_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters): an error in one line."""
+    text = str(exc).strip()
+    return (f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__)[:300]

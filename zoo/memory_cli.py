@@ -6,7 +6,7 @@ import re
 import sys
 
 from zoo import memory
-from zoo.errors import UsageError
+from zoo.errors import UsageError, error_line
 from zoo.memory_stage import ALLOCATOR_HEADROOM, CONTEXT_BYTES, usable_bytes
 from zoo.schema import MAX_BATCH, largest_batch_text
 
@@ -79,9 +79,8 @@ def main(args) -> int:
     except UsageError:
         raise
     except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"{name}: the model rejects input {'x'.join(map(str, shape))}: "
-                         f"{first}") from None
+                         f"{error_line(exc)}") from None
     peak, parts = pred.at(batch)
     model_part, per_sample, worst = pred.law()
     budget = usable_bytes(gpu)

@@ -13,15 +13,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from zoo import memory
 from zoo.build import build, input_shape
 from zoo.catalogue import KEY, Entry
-from zoo.runner import (largest_first, as_weights, by_architecture, each_model, error_line, progress,
-                        traceback_text)
-from zoo import tables
-from zoo.schema import MAX_BATCH, largest_batch_text
+from zoo import stage
+from zoo.runner import error_line, traceback_text
+from zoo.schema import MAX_BATCH, TABLES, largest_batch_text
+from zoo.stage import Stage
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 GPU_GB = [8, 12, 16, 24, 32, 40, 48, 80, 96, 141]
@@ -145,9 +144,10 @@ def memory_model(entry: Entry) -> dict:
                      f"temporaries_max_bytes_b{SAVINGS_BATCH}": parts["temporaries"],
                      **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g), MAX_BATCH)
                         for g in GPU_GB}})
-    return {"rows": rows, "fits": fits, "savings": [{**key, **savings(sim, shape, preds)}],
-            "problems": [{**key, "stage": f"memory-{what}", "error": error, "traceback": tb}
-                         for what, error, tb in problems],
+    return {"memory.csv": rows, "memory-fit.csv": fits,
+            "memory-savings.csv": [{**key, **savings(sim, shape, preds)}],
+            "memory-failures.csv": [{**key, "stage": f"memory-{what}", "error": error,
+                                     "traceback": tb} for what, error, tb in problems],
             "seconds": time.perf_counter() - start}
 
 
@@ -160,63 +160,46 @@ def print_model(entry: Entry, out=sys.stdout) -> None:
     head = (f"{'mode':<10}{'precision':<10}{'optimizer':<10}{'model part':>14}{'per sample':>14}"
             f"{'peak @32':>14}" + "".join(f"{f'fits {g}GB':>11}" for g in (24, 80)))
     print(head, file=out)
-    for f in result["fits"]:
+    for f in result["memory-fit.csv"]:
         peak32 = f["model_bytes"] + 32 * f["per_sample_bytes"]
         print(f"{f['mode']:<10}{f['precision']:<10}{f['optimizer'] or '-':<10}"
               f"{f['model_bytes'] / 2**20:>10,.1f} MiB{f['per_sample_bytes'] / 2**20:>10,.2f} MiB"
               f"{peak32 / 2**20:>10,.1f} MiB"
               + "".join(f"{largest_batch_text(f[f'max_batch_{g}gb']):>11}" for g in (24, 80)),
               file=out)
-    for p in result["problems"]:
+    for p in result["memory-failures.csv"]:
         print(f"note: {p['stage']}: {p['error']}", file=out)
     print("peak = predicted torch.cuda.max_memory_allocated; 'fits' is the largest batch "
           "(zoo memory MODEL --gpu SIZE for one configuration)", file=out)
 
 
-TABLES = ["memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-failures.csv"]
+def _status(result: dict) -> str:
+    text = f"ok in {result['seconds']:.1f}s"
+    problems = result["memory-failures.csv"]
+    return text + (", but " + "; ".join(p["error"] for p in problems) if problems else "")
 
 
-def run(entries: list[Entry], data_dir: Path | None = None, workers: int | None = None,
-        log=sys.stderr) -> dict:
-    """Predict ``entries`` (one worker per core by default) and merge them into the memory CSVs
-    of ``data_dir``. Returns a summary. The folder and its tables are checked first; a model that
-    fails keeps the rows it had, with its failure beside them in memory-failures.csv."""
-    data_dir = tables.check_folder(data_dir or tables.default_data())
-    with tables.locked(data_dir):
-        for name in TABLES:
-            tables.read(data_dir, name)
-    rows, fits, saves, failures, partial = [], [], [], [], []
-    start = time.perf_counter()
-    siblings = by_architecture(entries)
-    firsts = largest_first([group[0] for group in siblings.values()],
-                           [data_dir, tables.default_data()])
-    for i, entry, result, failure in each_model(firsts, memory_model, "memory", workers=workers):
-        group = siblings[(entry.library, entry.arch, entry.img_size)]
-        for sib in group:
-            if failure:
-                failures.extend(as_weights([failure], sib))
-            else:
-                rows.extend(as_weights(result["rows"], sib))
-                fits.extend(as_weights(result["fits"], sib))
-                saves.extend(as_weights(result["savings"], sib))
-                partial.extend(as_weights(result["problems"], sib))
-        status = (f"FAILED: {failure['error']}" if failure else
-                  f"ok in {result['seconds']:.1f}s" if not result["problems"] else
-                  f"ok in {result['seconds']:.1f}s, but "
-                  + "; ".join(p["error"] for p in result["problems"]))
-        print("memory " + progress(i, len(firsts), group, status, time.perf_counter() - start,
-                                   len(failures)), file=log, flush=True)
+def _summary(done: int, models: int, failed: int, seconds: float, data_dir: Path) -> str:
+    return (f"predicted memory of {done} of {models} models in {seconds:.0f}s, {failed} failed "
+            f"-> {data_dir / 'memory.csv'}")
 
-    ran = {e.key for e in entries}
-    predicted = ran - {tuple(f[k] for k in KEY) for f in failures}
-    changes = {name: (frame, predicted) for name, frame in [
-        ("memory.csv", pd.DataFrame(rows)), ("memory-fit.csv", pd.DataFrame(fits)),
-        ("memory-savings.csv", pd.DataFrame(saves))] if not frame.empty}
-    changes["memory-failures.csv"] = (
-        pd.DataFrame(failures + partial, columns=KEY + ["stage", "error", "traceback"]), ran)
-    tables.update(data_dir, changes)
-    seconds = time.perf_counter() - start
-    print(f"predicted memory of {len(entries) - len(failures)} of {len(entries)} models in "
-          f"{seconds:.0f}s, {len(failures)} failed, {len(partial)} without AMP -> "
-          f"{data_dir / 'memory.csv'}", file=log)
-    return {"models": len(entries), "failed": len(failures), "seconds": seconds}
+
+STAGE = Stage(
+    module="zoo.memory_stage",
+    name="memory",
+    tables=("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-failures.csv"),
+    columns={"memory-fit.csv": [*TABLES["memory-fit.csv"].columns,
+                                f"temporaries_max_bytes_b{SAVINGS_BATCH}",
+                                *(f"max_batch_{g}gb" for g in GPU_GB)]},
+    measure=lambda entry, settings: memory_model(entry),
+    code=("zoo.memory_stage", "zoo.memory"),
+    status=_status,
+    label="memory ",
+    summary=_summary,
+)
+
+
+def run(entries: list[Entry], data_dir: Path | None = None, log=sys.stderr, **how) -> dict:
+    """Predict ``entries`` and merge them into the memory CSVs of ``data_dir`` (see
+    ``zoo.stage.run`` for ``how``: workers, cache, scheduler, limits)."""
+    return stage.run(STAGE, entries, data_dir, log=log, **how)

@@ -14,12 +14,14 @@ import multiprocessing
 import os
 import re
 import signal
+import sysconfig
 import traceback
 import warnings
 from concurrent.futures import as_completed
 from pathlib import Path
 
 from zoo.catalogue import KEY, Entry
+from zoo.errors import error_line
 
 
 def by_architecture(entries: list[Entry]) -> dict[tuple, list[Entry]]:
@@ -43,13 +45,9 @@ def as_weights(rows: list[dict], entry: Entry) -> list[dict]:
     return [{**r, "weights": entry.weights} for r in rows]
 
 
-def error_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:300]
-
-
 _PACKAGES = re.compile(r'File "[^"]*?/(site|dist)-packages/')
-_PROJECT = str(Path(__file__).resolve().parents[1]) + os.sep
+_ZOO = re.compile('File "' + re.escape(str(Path(__file__).resolve().parents[1]) + os.sep))
+_STDLIB = sysconfig.get_paths()["stdlib"] + os.sep
 
 
 def traceback_text(limit: int = -3) -> str:
@@ -60,7 +58,9 @@ def traceback_text(limit: int = -3) -> str:
 
 def portable(text: str) -> str:
     """``text`` with the install locations of files taken out of their paths."""
-    return _PACKAGES.sub('File "site-packages/', text).replace(_PROJECT, "")
+    text = _ZOO.sub('File "', text)
+    return _PACKAGES.sub('File "site-packages/', text).replace(_STDLIB, "").replace(
+        'File "site-packages/zoo/', 'File "zoo/')
 
 
 def failure_row(entry: Entry, stage: str, error: str, tb: str = "") -> dict:
@@ -78,8 +78,9 @@ def _guarded(job, stage: str, entry: Entry, *args):
         except Exception as exc:
             tb = traceback_text()
             logs = logged.getvalue()
-            return None, failure_row(entry, stage, error_line(exc),
-                                     tb + (f"\ntorch logged:\n{portable(logs)}" if logs else ""))
+            failure = failure_row(entry, stage, error_line(exc),
+                                  tb + (f"\ntorch logged:\n{portable(logs)}" if logs else ""))
+            return None, {**failure, "cacheable": True}  # the same code will raise it again
 
 
 @contextlib.contextmanager
@@ -103,9 +104,13 @@ def _captured_torch_logs():
             log.handlers[:] = handlers
 
 
-def _worker_init(parent: int) -> None:
-    """In each worker: one thread, and an exit as soon as ``parent`` (the stage's process) is gone,
-    even if it was killed before this worker finished starting."""
+OUT_OF_MEMORY = 86  # a worker's exit status when it passes its memory limit
+
+
+def _worker_init(parent: int, memory_limit: float | None = None) -> None:
+    """In each worker: one thread; an exit as soon as ``parent`` (the stage's process) is gone,
+    even if it was killed before this worker finished starting; and an exit with status
+    OUT_OF_MEMORY once its resident memory passes ``memory_limit`` bytes."""
     import threading
     import time
 
@@ -115,12 +120,26 @@ def _worker_init(parent: int) -> None:
 
     torch.set_num_threads(1)  # one model per core
 
-    def exit_with_parent():
-        while os.getppid() == parent:
-            time.sleep(1)
-        os._exit(1)
+    def watch():
+        page = os.sysconf("SC_PAGE_SIZE")
+        ticks = 0
+        while True:
+            if ticks % 20 == 0 and os.getppid() != parent:
+                os._exit(1)
+            if memory_limit and _resident_pages() * page > memory_limit:
+                os._exit(OUT_OF_MEMORY)
+            ticks += 1
+            time.sleep(0.05)
 
-    threading.Thread(target=exit_with_parent, daemon=True).start()
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _resident_pages() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1])
+    except OSError:  # not Linux: no limit
+        return 0
 
 
 def largest_first(entries: list[Entry], data_dirs) -> list[Entry]:
@@ -144,7 +163,7 @@ def largest_first(entries: list[Entry], data_dirs) -> list[Entry]:
     return sorted(entries, key=lambda e: -gmacs.get((e.library, e.arch, e.img_size), 0.0))
 
 
-def _lost(exc: BaseException, timeout: float | None) -> str:
+def _lost(exc: BaseException, timeout: float | None, memory_limit: float | None) -> str:
     """Why a worker gave no result."""
     from pebble import ProcessExpired
 
@@ -152,6 +171,8 @@ def _lost(exc: BaseException, timeout: float | None) -> str:
         return f"timeout: no result after {timeout:g}s"
     if isinstance(exc, ProcessExpired):
         code = exc.exitcode
+        if code == OUT_OF_MEMORY:
+            return f"out of memory: the worker passed its {memory_limit / 2**30:g} GiB limit"
         if code is not None and code < 0:
             name = signal.Signals(-code).name
             return f"killed: the worker was ended by {name}" + (
@@ -161,32 +182,53 @@ def _lost(exc: BaseException, timeout: float | None) -> str:
 
 
 def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None,
-               timeout: float | None = None):
+               timeout: float | None = None, memory_limit: float | None = None,
+               scheduler: str | None = None):
     """Yields ``(i, entry, result, failure)`` for every entry; ``job(entry, *args)`` runs in one of
-    ``workers`` processes (one per core by default; 1 runs here, in order).
+    ``workers`` processes (one per core by default; ``workers=1`` runs here, in order, without
+    limits), or on the Dask cluster at ``scheduler``.
 
-    A worker that raises, dies (``os._exit``, a signal, the kernel's out-of-memory killer) or runs
-    past ``timeout`` seconds costs only its model: a failure row, a fresh worker, and the sweep
-    goes on. Interrupted (Ctrl-C), every worker is stopped before the interruption goes on up."""
-    workers = workers or min(len(entries), os.cpu_count() or 1)
-    if workers <= 1:
+    A worker that raises, dies (``os._exit``, a signal, the kernel's out-of-memory killer), passes
+    ``memory_limit`` bytes or runs past ``timeout`` seconds costs only its model: a failure row, a
+    fresh worker, and the sweep goes on. Interrupted (Ctrl-C), every worker is stopped before the
+    interruption goes on up."""
+    if scheduler:
+        from zoo.cluster import each_model_on
+
+        yield from each_model_on(scheduler, entries, job, stage, *args, timeout=timeout,
+                                 memory_limit=memory_limit)
+        return
+    if workers == 1:
         for i, entry in enumerate(entries, 1):
             yield (i, entry, *_guarded(job, stage, entry, *args))
         return
-    from pebble import ProcessPool
-
-    pool = ProcessPool(workers, initializer=_worker_init, initargs=(os.getpid(),),
-                       context=multiprocessing.get_context("spawn"))
-    try:
+    if not entries:
+        return
+    with worker_pool(min(len(entries), workers or os.cpu_count() or 1), memory_limit) as pool:
         futures = {pool.schedule(_guarded, args=(job, stage, e, *args), timeout=timeout): e
                    for e in entries}
         for i, fut in enumerate(as_completed(futures), 1):
             entry = futures[fut]
-            try:
-                result, failure = fut.result()
-            except Exception as exc:  # the worker itself was lost
-                result, failure = None, failure_row(entry, stage, _lost(exc, timeout))
-            yield i, entry, result, failure
+            yield (i, entry, *outcome(fut, entry, stage, timeout, memory_limit))
+
+
+def outcome(fut, entry: Entry, stage: str, timeout, memory_limit) -> tuple[dict | None, dict | None]:
+    """(result, failure) of a finished worker future."""
+    try:
+        return fut.result()
+    except Exception as exc:  # the worker itself was lost: not a fact about the model to keep
+        return None, failure_row(entry, stage, _lost(exc, timeout, memory_limit))
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int, memory_limit: float | None = None):
+    """A pebble pool of spawned workers, stopped (every worker ended) on the way out."""
+    from pebble import ProcessPool
+
+    pool = ProcessPool(workers, initializer=_worker_init, initargs=(os.getpid(), memory_limit),
+                       context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
     finally:
         pool.stop()
         pool.join()

@@ -30,6 +30,22 @@ DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "fail
                "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"]
 
 
+MARKER = ".zoo-site"  # in a folder zoo site made, so that it only ever replaces its own
+
+
+def _claim(folder: Path) -> None:
+    """``folder`` emptied for a new build, if zoo made it (or it is empty, or missing); a folder
+    of something else is refused (UsageError) rather than deleted."""
+    ours = [MARKER, "assets/js/vega-bundle.js"]  # the second: built before the marker existed
+    if folder.exists() and any(folder.iterdir()) and not any((folder / f).exists() for f in ours):
+        raise UsageError(f"{folder} exists and was not made by 'zoo site': move it, or run "
+                         "'zoo site --out' with another folder")
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / MARKER).write_text("made by zoo site; replaced at each build\n")
+
+
 def docs_dir(root: Path | None = None) -> Path:
     """Where the generated pages go: ``build/docs`` of ``root`` (the current folder)."""
     return Path(root or Path.cwd()) / "build" / "docs"
@@ -215,9 +231,8 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     data = read_data(data_dir)
     counts, ops, layers = data["counts.csv"], data["ops.csv"], data["layers.csv"]
     notes = data["counter-notes.csv"]
-    if docs.exists():
-        shutil.rmtree(docs)
-    shutil.copytree(SOURCES, docs, ignore=shutil.ignore_patterns(
+    _claim(docs)
+    shutil.copytree(SOURCES, docs, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
         "methods.md", "mkdocs.yml", "__init__.py", "__pycache__"))
     downloads = docs / "downloads"
     write_bundle(docs / "assets" / "js")
@@ -313,6 +328,7 @@ def build(data_dir: Path | None = None, root: Path | None = None, log=sys.stderr
 
     t0 = time.perf_counter()
     docs, public = docs_dir(root), public_dir(root)
+    _claim(public)  # before any work: a folder that is not ours stops the build
     summary = generate(data_dir, docs, log=log)
     config = yaml.safe_load((SOURCES / "mkdocs.yml").read_text())
     config.update(docs_dir=str(docs), site_dir=str(public))
@@ -321,6 +337,7 @@ def build(data_dir: Path | None = None, root: Path | None = None, log=sys.stderr
     subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet",
                     "--config-file", str(config_file)], check=True, cwd=docs.parent,
                    env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    (public / MARKER).write_text("made by zoo site; replaced at each build\n")  # mkdocs emptied it
     summary["seconds"] = time.perf_counter() - t0
     print(f"built the site in {summary['seconds']:.0f}s -> {public}", file=log)
     return summary

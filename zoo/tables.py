@@ -60,13 +60,29 @@ def check_folder(folder: Path) -> Path:
 
 @contextmanager
 def locked(folder: Path):
-    """The folder's lock, held; a half-done commit left by a killed run is finished first."""
+    """The folder's lock, held; a half-done commit left by a killed run is finished first.
+    A folder this user cannot write (a read-only copy of the data) is read without the lock,
+    unless a half-done commit waits there (DataError: it needs finishing by someone who can)."""
     from filelock import FileLock
 
     folder = Path(folder)
+    if not os.access(folder, os.W_OK) or not _can_lock(folder):
+        if (folder / JOURNAL).exists():
+            raise DataError(f"{folder}: a half-done commit ({JOURNAL}) waits to be finished, and "
+                            "this folder cannot be written here")
+        yield folder
+        return
     with FileLock(folder / LOCK, timeout=LOCK_TIMEOUT_S):
         recover(folder)
         yield folder
+
+
+def _can_lock(folder: Path) -> bool:
+    try:
+        with open(folder / LOCK, "a"):
+            return True
+    except OSError:  # a read-only file system, whatever the permission bits say
+        return False
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -100,7 +116,7 @@ def parse(raw: bytes, table: Table, where: str) -> pd.DataFrame:
         raise DataError(f"{where}: line {_line_at(raw, len(raw))}: cut off (no newline at the end: "
                         "the file is truncated)")
     records, lines = [], []  # each record and the file line it starts on (a cell may hold newlines)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     start = 1
     try:
         for record in reader:
@@ -108,8 +124,11 @@ def parse(raw: bytes, table: Table, where: str) -> pd.DataFrame:
             lines.append(start)
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise DataError(f"{where}: line {reader.line_num}: {exc}") from None
+        raise DataError(f"{where}: line {start}: {exc}") from None
     header, rows = records[0], records[1:]
+    repeated = [c for i, c in enumerate(header) if c in header[:i]]
+    if repeated:
+        raise DataError(f"{where}: line 1: column {repeated[0]!r} appears twice")
     for col in header:
         if table.col(col) is None:  # only a strict table has no type for a column
             raise DataError(f"{where}: line 1: unknown column {col!r}")
@@ -173,10 +192,11 @@ def _first_failure(cases: pd.DataFrame, table: Table) -> str:
 
 
 def _nan_for_null(df: pd.DataFrame) -> pd.DataFrame:
-    """Empty cells as NaN in float columns, None in text columns (pandas' own reading)."""
+    """Empty cells as NaN (pandas' own reading), but in the key's ``weights``, where empty is a
+    name: an architecture that has no pretrained weights."""
     for c in df.columns:
         if df[c].dtype == object or str(df[c].dtype) in ("str", "string"):
-            df[c] = df[c].astype(object).where(df[c].notna(), np.nan)
+            df[c] = df[c].astype(object).where(df[c].notna(), "" if c == "weights" else np.nan)
     return df
 
 
@@ -272,7 +292,7 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-_TEMP = re.compile(r"^\.(?P<table>[\w.-]+\.csv)\..+$")
+_TEMP = re.compile(r"^\.(?P<table>[\w.-]+\.csv)\.[a-z0-9_]{8}\.tmp$")  # as _commit names them
 
 
 def recover(folder: Path) -> list[str]:
@@ -289,7 +309,8 @@ def recover(folder: Path) -> list[str]:
         _sync_dir(folder)
         journal.unlink()
     for leftover in folder.glob(".*"):
-        if _TEMP.match(leftover.name) or leftover.name == JOURNAL + ".tmp":
+        temp = _TEMP.match(leftover.name)
+        if (temp and temp["table"] in TABLES) or leftover.name == JOURNAL + ".tmp":
             leftover.unlink(missing_ok=True)
     return done
 

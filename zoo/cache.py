@@ -1,0 +1,90 @@
+"""Results of (stage, architecture, settings), kept between runs so that a rerun measures only what
+changed, and a run killed at any moment resumes where it stopped.
+
+The key is a hash of the stage, the architecture's key (library, arch, image size), the stage's
+settings, and the versions of everything that can change a result: the source of zoo's measuring
+modules (``Stage.code`` and the model builder), torch, torchvision, timm, thop and fvcore. Change
+any of them and exactly what depends on it is measured again.
+
+One JSON file per result, written to a temporary name and renamed: a reader never sees half a
+file. The folder (``$ZOO_CACHE``, else ``~/.cache/zoo``) can be deleted at any time;
+``ZOO_CACHE=off`` turns the cache off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from importlib import util
+from pathlib import Path
+
+ALWAYS_IN_KEY = ("zoo.build", "zoo.stage")  # every stage's results depend on how a model is built
+
+
+class Cache:
+    def __init__(self, folder: Path | None):
+        self.folder = Path(folder) if folder else None
+
+    @classmethod
+    def default(cls) -> "Cache":
+        where = os.environ.get("ZOO_CACHE", "")
+        if where.lower() in ("off", "0", "no", "false"):
+            return cls(None)
+        return cls(Path(where) if where else Path.home() / ".cache" / "zoo")
+
+    def key(self, stage, entry, settings: dict) -> str:
+        what = {"stage": stage.name, "model": [entry.library, entry.arch, entry.img_size,
+                                                list(getattr(entry, "shape", ()) or ())],
+                "settings": settings, "code": code_hash(tuple(stage.code) + ALWAYS_IN_KEY),
+                "versions": library_versions()}
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.folder / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        if self.folder is None:
+            return None
+        try:
+            return json.loads(self._path(key).read_text())
+        except (OSError, ValueError):  # missing, or unreadable: measured again
+            return None
+
+    def put(self, key: str, value: dict) -> None:
+        if self.folder is None:
+            return
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+            with os.fdopen(fd, "w") as fh:
+                json.dump(value, fh, default=_plain)
+            os.replace(tmp, path)
+        except OSError:  # a cache that cannot be written costs time, never a result
+            pass
+
+
+def _plain(x):
+    """numpy scalars as Python numbers."""
+    if hasattr(x, "item"):
+        return x.item()
+    raise TypeError(f"{type(x).__name__} is not JSON serialisable")
+
+
+@lru_cache(maxsize=None)
+def code_hash(modules: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        spec = util.find_spec(name)
+        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    from zoo.counters import versions
+
+    return versions()
