@@ -41,6 +41,7 @@ browser:
 bench: $(STAMP)
 	$(PY) benchmarks/count_speed.py --zoo
 	$(PY) benchmarks/memory_speed.py
+	$(PY) benchmarks/sweep.py
 
 clean:
 	rm -rf public build .pytest_cache

@@ -84,6 +84,32 @@ def test_home_bubble_chart_has_one_mark_per_model(browser, server, built):
     page.close()
 
 
+def test_explorer_draws_every_model_and_filters_within_a_second(browser, server, built):
+    page, errors, requests = open_page(browser, server + "/explorer/", ["chart-explorer"])
+    marks = "#chart-explorer g.mark-symbol.role-mark path"
+    drawn = built.dropna(subset=["top1", "gmacs"])
+    assert page.locator(marks).count() == len(drawn)
+    took = page.evaluate("""async () => {
+        const view = (await window.zooCharts["chart-explorer"]).view;
+        const menu = [...document.querySelectorAll("#chart-explorer select")]
+            .find(s => [...s.options].some(o => o.value === "ResNet"));
+        const t0 = performance.now();
+        menu.value = "ResNet";
+        menu.dispatchEvent(new Event("change"));
+        await view.runAsync();
+        return performance.now() - t0;
+    }""")
+    assert page.locator(marks).count() == (drawn.family == "ResNet").sum() > 0
+    assert took < 1000, f"{took:.0f} ms"
+    page.fill("#chart-explorer input[type=search]", "resnet50")
+    page.wait_for_timeout(300)
+    assert page.locator(marks).count() == drawn.arch.str.contains("resnet50").where(
+        drawn.family == "ResNet", False).sum()
+    assert errors == []
+    assert_offline(requests, server)
+    page.close()
+
+
 def test_counters_page_draws(browser, server, built):
     page, errors, requests = open_page(browser, server + "/counters/", ["chart-counter-ratios"])
     assert page.locator("#chart-counter-ratios g.role-mark path").count() >= 3 * len(built)

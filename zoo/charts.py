@@ -215,3 +215,30 @@ def memory_breakdown(memory: pd.DataFrame, counts: pd.DataFrame, batch: int = 32
         tooltip=["model:N", "category:N", alt.Tooltip("gib:Q", format=".3f")],
     ).properties(width=WIDTH - 200, height=alt.Step(9),
                  title=_title("Where training memory goes, at the peak", counts))
+
+
+def explorer(counts: pd.DataFrame) -> alt.Chart:
+    """Every model with a published accuracy: top-1 vs forward GMACs (log), bubble area =
+    parameters, coloured by library; a search box and library and family menus filter it."""
+    df = with_display_columns(counts.dropna(subset=["top1", "gmacs"]))[
+        ["model", "library", "family", "weights", "img_size", "params_m", "gmacs", "top1",
+         "acc_source"]]
+    search = alt.param(name="search", value="", bind=alt.binding(
+        input="search", placeholder="part of a name", name="model "))
+    library = alt.param(name="library", value="all", bind=alt.binding_select(
+        options=["all", *sorted(df["library"].unique())], name="library "))
+    family = alt.param(name="family", value="all", bind=alt.binding_select(
+        options=["all", *sorted(df["family"].unique())], name="family "))
+    return alt.Chart(df).mark_circle(stroke="white", strokeWidth=0.3, opacity=0.6).encode(
+        x=alt.X("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (batch 1, log)"),
+        y=alt.Y("top1:Q", scale=alt.Scale(zero=False), title="ImageNet top-1 (%)"),
+        size=alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(range=[8, 800])),
+        color=alt.Color("library:N", title="library"),
+        tooltip=TOOLTIP + [alt.Tooltip("family:N")],
+    ).add_params(search, library, family).transform_filter(
+        "(library == 'all' || datum.library == library)"
+        " && (family == 'all' || datum.family == family)"
+        " && (search == '' || indexof(lower(datum.model), lower(search)) >= 0)"
+    ).interactive().properties(
+        width=WIDTH, height=HEIGHT,
+        title=_title(f"Every model with a published accuracy ({len(df)})", counts))

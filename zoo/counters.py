@@ -58,9 +58,23 @@ def run_thop(entry: Entry, gmacs: float | None = None) -> CounterResult:
     return CounterResult(float(macs), dict(by_type))
 
 
+class CounterSkipped(Exception):
+    """A counter not run on a model, and why (its cell is empty, the reason in counter-notes)."""
+
+
+# fvcore traces real CPU tensors: a model's weights must fit in memory beside its activations.
+# Above this, the counter is not run (the reference and thop, on the meta device, still are).
+FVCORE_MAX_WEIGHT_BYTES = 3 * 2**30  # the default zoo's largest, RegNetY-128GF, holds 2.4 GiB
+
+
 def run_fvcore(entry: Entry, gmacs: float | None = None) -> CounterResult:
     from fvcore.nn import FlopCountAnalysis
 
+    weights = sum(t.numel() * t.element_size() for t in build(entry, "meta").state_dict().values())
+    if weights > FVCORE_MAX_WEIGHT_BYTES:
+        raise CounterSkipped(f"not run: fvcore needs the weights on real CPU tensors "
+                             f"({weights / 2**30:.1f} GiB, over the "
+                             f"{FVCORE_MAX_WEIGHT_BYTES / 2**30:g} GiB allowed)")
     model = build_cpu_fast(entry)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

@@ -23,7 +23,7 @@ import zoo
 from zoo.accuracy import AccuracyBook
 from zoo.build import build, example_input, input_shape, param_count
 from zoo.catalogue import KEY, Entry
-from zoo.counters import COUNTERS, versions
+from zoo.counters import COUNTERS, CounterSkipped, versions
 from zoo.counting import count_forward, count_training_flops, op_category
 from zoo import stage
 from zoo.runner import error_line
@@ -53,7 +53,9 @@ def count_model(entry: Entry, lib_versions: dict) -> dict:
                 notes.append({**key, "counter": name, "status": "partial", "note": res.note})
         except Exception as exc:  # a counter that fails leaves its cell empty, with the reason
             row[f"gmacs_{name}"] = None
-            notes.append({**key, "counter": name, "status": "failed", "note": error_line(exc)})
+            skipped = isinstance(exc, CounterSkipped)
+            notes.append({**key, "counter": name, "status": "skipped" if skipped else "failed",
+                          "note": str(exc) if skipped else error_line(exc)})
     try:
         # the reference's own model: the forward count left it unchanged (eval, on meta)
         row["gflops_train"] = count_training_flops(model, example_input(entry)) / 1e9

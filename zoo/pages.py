@@ -145,6 +145,36 @@ def model_index(counts: pd.DataFrame) -> str:
             "[LaTeX](downloads/zoo.tex)\n")
 
 
+def explorer(counts: pd.DataFrame, spec: dict, pages_of: set[tuple], failures: pd.DataFrame) -> str:
+    """Every model counted, default zoo or not: the filterable chart, the sortable table, and
+    what could not be counted, by reason."""
+    acc = counts.dropna(subset=["top1"])
+    view = pd.DataFrame({
+        "model": [f"[{r.arch}.{r.weights}](models/{model_slug(r)}.md)"
+                  if tuple(r[k] for k in ("library", "arch", "weights", "img_size")) in pages_of
+                  else f"{r.arch}.{r.weights}" for _, r in counts.iterrows()],
+        "library": counts["library"], "family": counts["family"],
+        "img": counts["img_size"].astype(str),
+        "params (M)": (counts["params"] / 1e6).map("{:.3f}".format),
+        "GMACs": counts["gmacs"].map("{:.3f}".format),
+        "top-1": counts["top1"].map(lambda x: fmt(x, 2)),
+    })
+    text = ("# Explorer\n\n" + GENERATED
+            + f"All {len(counts)} models counted ({counts.arch.nunique()} architectures); "
+            f"{len(acc)} have a published ImageNet accuracy and are drawn. Type part of a name, or "
+            "pick a library or a family, to filter the chart; the table below sorts by any "
+            "column and filters too.\n\n"
+            + chart_html("explorer", spec) + table_md(view, counts))
+    if not failures.empty:
+        reasons = failures["error"].str.extract(r"^([^:]+)", expand=False).fillna("error")
+        by = (failures.assign(reason=reasons).groupby("reason", sort=True)
+              .agg(models=("arch", "size"), examples=("arch", lambda a: ", ".join(sorted(set(a))[:5]))))
+        text += ("## Not counted, by reason\n\n"
+                 + table_md(by.reset_index().sort_values("models", ascending=False, kind="stable")
+                            .astype(str), counts))
+    return text
+
+
 def memory_section(fits: pd.DataFrame | None, counts: pd.DataFrame) -> str:
     if fits is None or fits.empty:
         return ""

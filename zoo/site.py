@@ -207,6 +207,16 @@ def fill(template: str, values: dict) -> str:
 
 # ---- the stage (I/O) -------------------------------------------------------------------------
 
+def default_zoo_rows(counts: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the default zoo, which the site's figures and model pages show (the explorer
+    shows every row); all rows where the data holds none of it."""
+    from zoo.catalogue import default_zoo
+
+    keys = {e.key for e in default_zoo()}
+    mine = [tuple(k) in keys for k in counts[KEY].itertuples(index=False, name=None)]
+    return counts[mine].reset_index(drop=True) if any(mine) else counts
+
+
 def read_data(data_dir: Path) -> dict[str, pd.DataFrame]:
     """Every table of ``data_dir``, validated, read under its lock (a half-done commit is finished
     first); DataError if one is bad or they disagree with each other."""
@@ -229,7 +239,9 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     data_dir = Path(data_dir or tables.default_data())
     docs = Path(docs or docs_dir())
     data = read_data(data_dir)
-    counts, ops, layers = data["counts.csv"], data["ops.csv"], data["layers.csv"]
+    everything = data["counts.csv"]
+    counts = default_zoo_rows(everything)  # the pages below but the explorer: the default zoo
+    ops, layers = data["ops.csv"], data["layers.csv"]
     notes = data["counter-notes.csv"]
     _claim(docs)
     shutil.copytree(SOURCES, docs, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
@@ -258,6 +270,9 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
             shutil.copy(data_dir / name, downloads / name)
             files.append(name)
 
+    explorer_spec = charts.explorer(everything).to_dict()
+    (docs / "explorer.md").write_text(pages.explorer(
+        everything, explorer_spec, tables.keys(counts), data["failures.csv"]))
     (docs / "index.md").write_text(pages.home(counts, specs["bubble"]))
     (docs / "figures.md").write_text(pages.figures(counts, specs))
     (docs / "counters.md").write_text(pages.counters(ctable, cats, counts, specs["counter-ratios"]))
@@ -283,7 +298,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
                                 notes_by_key.get(key, notes.iloc[:0]), counts,
                                 charts.layer_macs(lay, counts).to_dict(), fits_by_key.get(key))
         (model_dir / f"{pages.model_slug(row)}.md").write_text(text)
-    summary = {"pages": 7 + len(counts), "downloads": len(files)}
+    summary = {"pages": 8 + len(counts), "downloads": len(files)}
     print(f"generated {summary['pages']} pages and {summary['downloads']} downloads in {docs}",
           file=log)
     return summary
