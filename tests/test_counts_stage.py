@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from torchvision.models import get_model_weights
 
-from zoo import counts, reference
+from zoo import counts, reference, tables
+from zoo.schema import TABLES
 from zoo.catalogue import Entry, UnknownModel, select
 
 SMALL = [Entry("torchvision", "mobilenet_v2", "IMAGENET1K_V1", 224),
@@ -78,7 +79,7 @@ def test_breakdowns_add_up(run_dir):
                             ("torch", "gmacs_torch"), ("thop", "gmacs_thop")]:
         total = ops[(ops.arch == "mobilenet_v2") & (ops.counter == counter)]["gmacs"].sum()
         assert total == pytest.approx(df.loc["mobilenet_v2", column], rel=1e-9)
-    layers = pd.read_csv(out / "layers.csv")
+    layers = tables.read(out, "layers.csv")
     mine = layers[layers.arch == "mobilenet_v2"]
     assert mine["gmacs"].sum() == pytest.approx(df.loc["mobilenet_v2", "gmacs"], rel=1e-9)
     assert mine["params"].sum() == df.loc["mobilenet_v2", "params"]
@@ -99,7 +100,8 @@ def test_same_model_twice_gives_identical_rows(run_dir, tmp_path):
 def test_partial_run_replaces_only_its_rows(run_dir, tmp_path):
     out, _, _ = run_dir
     for name in ("counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"):
-        (tmp_path / name).write_text((out / name).read_text())
+        file = TABLES[name].file
+        (tmp_path / file).write_bytes((out / file).read_bytes())
     counts.run(SMALL[:1], tmp_path, str(TIMM_TABLE), workers=1, log=open("/dev/null", "w"))
     assert (tmp_path / "counts.csv").read_text() == (out / "counts.csv").read_text()
     assert (tmp_path / "failures.csv").read_text() == (out / "failures.csv").read_text()
@@ -180,7 +182,7 @@ def test_weights_of_one_architecture_share_counts_not_accuracy(tmp_path):
         assert df.loc[w, "top1"] == meta["_metrics"]["ImageNet-1K"]["acc@1"]
         assert w in df.loc[w, "acc_source"]
     assert df.loc["IMAGENET1K_V1", "gmacs"] == df.loc["IMAGENET1K_V2", "gmacs"]
-    layers = pd.read_csv(tmp_path / "layers.csv")
+    layers = tables.read(tmp_path, "layers.csv")
     assert (layers.weights == "IMAGENET1K_V2").sum() == (layers.weights == "IMAGENET1K_V1").sum() > 0
 
 

@@ -16,6 +16,7 @@ from zoo import cache as cache_module
 from zoo import counts, stage, tables
 from zoo.cache import Cache
 from zoo.catalogue import Entry, select
+from zoo.schema import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["alpha", "beta", "gamma"]
@@ -91,8 +92,9 @@ def test_a_sweep_killed_part_way_resumes_to_the_same_bytes(tmp_path):
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0
     assert re.search(r"^[34] of 8 architectures from the cache", err, re.M), err
-    for name in ("counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"):
-        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    for name in counts.STAGE.tables:
+        file = TABLES[name].file
+        assert (tmp_path / "resumed" / file).read_bytes() == (tmp_path / "whole" / file).read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +114,9 @@ def test_a_dask_cluster_writes_what_a_local_run_writes(tmp_path, dask_cluster):
     counts.run(models, tmp_path / "local", workers=2, cache=Cache(None), log=io.StringIO())
     counts.run(models, tmp_path / "dask", scheduler=dask_cluster, cache=Cache(None),
                log=io.StringIO())
-    for name in ("counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"):
-        assert (tmp_path / "dask" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+    for name in counts.STAGE.tables:
+        file = TABLES[name].file
+        assert (tmp_path / "dask" / file).read_bytes() == (tmp_path / "local" / file).read_bytes()
 
 
 def test_planted_failures_on_dask_too(tmp_path, dask_cluster):

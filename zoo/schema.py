@@ -50,6 +50,12 @@ class Table:
     patterns: dict[str, Col] = field(default_factory=dict)  # regex column names -> type
     unique: bool = True
     strict: bool = True  # no columns but these (a table of our own); else extra columns are text
+    compressed: bool = False  # stored gzipped (``file``): the large per-layer and per-batch tables
+
+    @property
+    def file(self) -> str:
+        """The file's name in the data folder."""
+        return self.name + (".gz" if self.compressed else "")
 
     def col(self, name: str) -> Col | None:
         import re
@@ -60,8 +66,9 @@ class Table:
         return hit if hit or self.strict else S0
 
 
-def _t(name, columns, extra_key=(), patterns=None, unique=True):
-    return Table(name, {**_KEY_COLS, **columns}, KEY + list(extra_key), patterns or {}, unique)
+def _t(name, columns, extra_key=(), patterns=None, unique=True, compressed=False):
+    return Table(name, {**_KEY_COLS, **columns}, KEY + list(extra_key), patterns or {}, unique,
+                 compressed=compressed)
 
 
 TABLES = {t.name: t for t in [
@@ -73,14 +80,14 @@ TABLES = {t.name: t for t in [
     _t("ops.csv", {"counter": S, "op": S, "category": S, "gmacs": F}, ["counter", "op", "category"]),
     # one row per call of a leaf module, in call order (a module called twice has two rows)
     _t("layers.csv", {"module": S, "type": S, "output_shape": S0, "params": Col("int", min=0),
-                      "gmacs": Col("float", min=0)}, unique=False),
+                      "gmacs": Col("float", min=0)}, unique=False, compressed=True),
     _t("counter-notes.csv", {"counter": S, "status": S, "note": S0}, ["counter"]),
     _t("failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
     _t("memory.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1), "peak_bytes": BYTES,
                       **{f"{c}_bytes": BYTES for c in (
                           "parameters", "buffers", "gradients", "optimizer", "activations",
                           "temporaries", "workspace")}},
-       ["mode", "precision", "optimizer", "batch"]),
+       ["mode", "precision", "optimizer", "batch"], compressed=True),
     _t("memory-fit.csv", {**MEMORY_CONFIG, "model_bytes": Col("int"), "per_sample_bytes": BYTES,
                           "worst_residual": Col("float", digits=RATIO_DIGITS, min=0),
                           "parameter_bytes": BYTES, "buffer_bytes": BYTES,

@@ -23,6 +23,7 @@ import zoo
 from zoo import charts, pages, reference, tables
 from zoo.catalogue import KEY
 from zoo.errors import DataError, UsageError
+from zoo.schema import TABLES
 
 SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as package data
 TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
@@ -330,9 +331,10 @@ def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) 
     text = pages.memory_page(counts, fits, savings, measured, specs, reserve)
     (docs / "memory.md").write_text(text)
     for name in ("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"):
-        if (data_dir / name).exists():
-            shutil.copy(data_dir / name, downloads / name)
-            files.append(name)
+        file = TABLES[name].file
+        if (data_dir / file).exists():
+            shutil.copy(data_dir / file, downloads / file)
+            files.append(file)
     return files
 
 

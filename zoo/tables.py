@@ -17,11 +17,13 @@ The data folder is the current directory's ``data/`` unless a command is given `
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
 import re
 import tempfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -91,10 +93,16 @@ def read(folder: Path, name: str) -> pd.DataFrame:
     """Table ``name`` of ``folder``, validated and typed; an empty frame with its columns if the
     file is missing. Raises DataError for a bad file."""
     table = TABLES[name]
-    path = Path(folder) / name
+    path = Path(folder) / table.file
     if not path.exists():
         return _empty(table)
-    return parse(path.read_bytes(), table, str(path))
+    raw = path.read_bytes()
+    if table.compressed:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path}: not a whole gzip file ({exc})") from None
+    return parse(raw, table, str(path))
 
 
 def _empty(table: Table) -> pd.DataFrame:
@@ -259,11 +267,14 @@ def _commit(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
     renames = []
     try:
         for name, df in frames.items():
+            table = TABLES[name]
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-            renames.append((Path(tmp).name, name))
+            renames.append((Path(tmp).name, table.file))
             os.fchmod(fd, 0o666 & ~_UMASK)  # as a plain open() would make it
-            with os.fdopen(fd, "w", newline="") as fh:
-                df.to_csv(fh, index=False, lineterminator="\n")
+            text = df.to_csv(index=False, lineterminator="\n").encode()
+            with os.fdopen(fd, "wb") as fh:
+                # gzip without a time stamp or name: the same rows give the same bytes
+                fh.write(gzip.compress(text, 9, mtime=0) if table.compressed else text)
                 fh.flush()
                 os.fsync(fh.fileno())
     except BaseException:
