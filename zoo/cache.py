@@ -7,8 +7,8 @@ modules (``Stage.code`` and the model builder), torch, torchvision, timm, thop a
 any of them and exactly what depends on it is measured again.
 
 One JSON file per result, written to a temporary name and renamed: a reader never sees half a
-file. The folder (``$ZOO_CACHE``, else ``~/.cache/zoo``) can be deleted at any time;
-``ZOO_CACHE=off`` turns the cache off.
+file. The folder (``$ZOO_CACHE``, else ``.zoo-cache`` of the current folder, beside ``data/``)
+can be deleted at any time; ``ZOO_CACHE=off`` turns the cache off.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Cache:
         where = os.environ.get("ZOO_CACHE", "")
         if where.lower() in ("off", "0", "no", "false"):
             return cls(None)
-        return cls(Path(where) if where else Path.home() / ".cache" / "zoo")
+        return cls(Path(where) if where else Path.cwd() / ".zoo-cache")
 
     def key(self, stage, entry, settings: dict) -> str:
         what = {"stage": stage.name, "model": [entry.library, entry.arch, entry.img_size,
