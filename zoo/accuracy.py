@@ -55,12 +55,12 @@ def torchvision_accuracy(entry: Entry) -> dict:
                           f"({type(weights).__name__}.{weights.name})"}
 
 
-def timm_accuracy(entry: Entry, table: pd.DataFrame) -> dict:
-    hit = table[(table["model"] == entry.name) & (table["img_size"] == entry.img_size)]
-    if hit.empty:
+def timm_accuracy(entry: Entry, rows: dict) -> dict:
+    """``rows``: (arch.tag, img_size) -> (top1, top5) of timm's results table."""
+    hit = rows.get((entry.name, entry.img_size))
+    if hit is None:
         return {"top1": None, "top5": None, "acc_source": ""}
-    row = hit.iloc[0]
-    return {"top1": float(row["top1"]), "top5": float(row["top5"]),
+    return {"top1": float(hit[0]), "top5": float(hit[1]),
             "acc_source": f"{TIMM_SOURCE_LABEL} ({entry.name} @ {entry.img_size}px)"}
 
 
@@ -68,7 +68,9 @@ class AccuracyBook:
     """Looks up accuracy for entries; the timm table is read (and checked) once, when made."""
 
     def __init__(self, timm_source: str | None = None):
-        self.timm = read_timm_results(timm_source)
+        table = read_timm_results(timm_source)
+        self.timm = {(m, int(s)): (t1, t5) for m, s, t1, t5 in zip(
+            table["model"], table["img_size"], table["top1"], table["top5"])}
 
     def lookup(self, entry: Entry) -> dict:
         if entry.library == "torchvision":

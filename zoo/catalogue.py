@@ -172,11 +172,26 @@ def timm_entries(tags=TIMM_TAGS) -> list[Entry]:
 
 @lru_cache(maxsize=1)
 def default_zoo() -> tuple[Entry, ...]:
-    return tuple(torchvision_entries() + timm_entries())
+    return _remembered("default zoo", lambda: torchvision_entries() + timm_entries())
+
+
+def _remembered(name: str, make) -> tuple[Entry, ...]:
+    """``make()``'s entries, kept in the result cache under the libraries' versions and this
+    module's source (see ``zoo.cache.remembered``)."""
+    from zoo import reference
+    from zoo.cache import remembered
+
+    table = reference.provenance()[reference.TIMM_RESULTS]["sha256"]  # the tags it lists
+    rows = remembered(name, lambda: [list(e.key) for e in make()], ("zoo.catalogue",), table)
+    return tuple(Entry(*row) for row in rows)
 
 
 @lru_cache(maxsize=1)
 def whole_catalogue() -> tuple[Entry, ...]:
+    return _remembered("whole catalogue", _whole_catalogue)
+
+
+def _whole_catalogue() -> tuple[Entry, ...]:
     """Everything people choose from: every torchvision weight; every timm architecture at its
     default configuration (its default tag); every tag timm's results table lists, at the image
     size it was evaluated at there (and with that accuracy)."""

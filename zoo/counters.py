@@ -117,16 +117,7 @@ COUNTERS = {"thop": run_thop, "fvcore": run_fvcore, "torch": run_torch_cpu}
 
 
 def versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
+    """The versions of the libraries a count depends on, as columns of counts.csv."""
+    from zoo.cache import library_versions
 
-    out = {}
-    for column, dist in [("torch_version", "torch"), ("torchvision_version", "torchvision"),
-                         ("timm_version", "timm"), ("thop_version", "ultralytics-thop"),
-                         ("fvcore_version", "fvcore")]:
-        try:
-            out[column] = version(dist)
-        except PackageNotFoundError:
-            out[column] = ""
-    return out
-
-
+    return dict(library_versions())

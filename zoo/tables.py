@@ -96,6 +96,19 @@ def read(folder: Path, name: str) -> pd.DataFrame:
     path = Path(folder) / table.file
     if not path.exists():
         return _empty(table)
+    stat = path.stat()
+    seen = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    if _READ.get(name, (None,))[0] == seen:  # read (and validated) already, unchanged since
+        return _READ[name][1].copy()
+    df = _read(path, table)
+    _READ[name] = (seen, df)
+    return df.copy()
+
+
+_READ: dict[str, tuple] = {}  # table -> (the file as last read, its frame): one per table
+
+
+def _read(path: Path, table: Table) -> pd.DataFrame:
     raw = path.read_bytes()
     if table.compressed:
         try:
