@@ -1,12 +1,12 @@
 """The sweep machinery's figures, in one run: a warm rerun of the default zoo through every stage,
 and the speed-up of two Dask workers over one.
 
-    python benchmarks/sweep.py [--cache DIR] [--dask SELECTION ...]
+    python benchmarks/sweep.py [--cache DIR] [--dask SELECTION ...] [--only warm|dask]
 
 Warm rerun: ``zoo count default`` and ``zoo predict default`` into a fresh folder with the result
 cache at DIR (filled first if it is empty: the cold run, about 13 minutes here), then both again:
 the second pass is timed, each command as a user runs it (a new process). Dask: ``zoo count`` of
-the selection (default: the survey's networks and the bench set) on a local cluster of one worker
+the selection (default: the default zoo's timm tags, about 100) on a local cluster of one worker
 process, then of two, without the cache; prints both times and the speed-up.
 """
 
@@ -55,14 +55,17 @@ def dask_speedup(selection: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", default=None, help="result cache folder (default: a new one)")
-    parser.add_argument("--dask", nargs="*", default=["survey", "bench"])
+    parser.add_argument("--dask", nargs="*", default=["timm"])
+    parser.add_argument("--only", choices=["warm", "dask"], default=None)
     args = parser.parse_args()
-    if args.cache:
-        warm_rerun(args.cache)
-    else:
-        with tempfile.TemporaryDirectory() as cache:
-            warm_rerun(cache)
-    dask_speedup(args.dask)
+    if args.only != "dask":
+        if args.cache:
+            warm_rerun(args.cache)
+        else:
+            with tempfile.TemporaryDirectory() as cache:
+                warm_rerun(cache)
+    if args.only != "warm":
+        dask_speedup(args.dask)
 
 
 if __name__ == "__main__":
