@@ -1,7 +1,6 @@
 """``pip install .`` (not editable): the package carries its site sources and reference tables,
 and works on the current folder's data/, wherever it is installed."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path

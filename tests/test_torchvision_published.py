@@ -1,7 +1,6 @@
 """Every torchvision weight against its published meta: num_params exactly, _ops within 0.1%."""
 
 import pytest
-import torch
 from torchvision.models import get_model_weights
 
 from zoo.build import build, example_input, param_count

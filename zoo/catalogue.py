@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from zoo.errors import UsageError
-from zoo.schema import KEY
+from zoo.schema import KEY  # noqa: F401  (the row key, named here for the catalogue's users)
 
 
 

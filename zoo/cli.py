@@ -91,7 +91,6 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    from zoo import tables
 
     if args.command == "site":
         try:

@@ -32,7 +32,7 @@ import math
 import weakref
 from unittest import mock
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
