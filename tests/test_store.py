@@ -1,6 +1,7 @@
 """The data folder keeps every row: validated reads, locked merges, commits that finish or never
 start, failures that never remove a good row. Each test fails on a store without that property."""
 
+import gzip
 import multiprocessing
 import os
 import subprocess
@@ -183,6 +184,17 @@ def test_a_model_without_weights_keeps_its_key(tmp_path):
         tables.update(tmp_path, {n: (f, replaced) for n, (f, _) in rows.items()})
     counts = tables.read(tmp_path, "counts.csv")
     assert counts[KEY].values.tolist() == [["timm", "untrained", "", 224]]
+
+
+def test_a_table_written_before_it_was_gzipped_is_read_then_replaced(tmp_path):
+    tables.update(tmp_path, model_rows("a"))
+    plain = gzip.decompress((tmp_path / "layers.csv.gz").read_bytes())
+    (tmp_path / "layers.csv.gz").unlink()
+    (tmp_path / "layers.csv").write_bytes(plain)  # as zoo wrote it before
+    assert tables.read(tmp_path, "layers.csv")["arch"].tolist() == ["a"]
+    tables.update(tmp_path, model_rows("b"))
+    assert not (tmp_path / "layers.csv").exists()
+    assert tables.read(tmp_path, "layers.csv")["arch"].tolist() == ["a", "b"]
 
 
 def test_figures_are_stored_at_what_they_mean():

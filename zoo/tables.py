@@ -17,6 +17,7 @@ The data folder is the current directory's ``data/`` unless a command is given `
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import json
@@ -94,6 +95,9 @@ def read(folder: Path, name: str) -> pd.DataFrame:
     file is missing. Raises DataError for a bad file."""
     table = TABLES[name]
     path = Path(folder) / table.file
+    if not path.exists() and table.compressed and (Path(folder) / name).exists():
+        table = dataclasses.replace(table, compressed=False)  # written before it was gzipped
+        path = Path(folder) / name
     if not path.exists():
         return _empty(table)
     stat = path.stat()
@@ -296,6 +300,9 @@ def _commit(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
         raise
     _write_journal(folder, renames)  # interrupted before its rename, it leaves strays: removed
     recover(folder)
+    for name in frames:  # a table now gzipped: its plain copy from before is superseded
+        if TABLES[name].compressed:
+            (folder / name).unlink(missing_ok=True)
 
 
 def _write_journal(folder: Path, renames: list[tuple[str, str]]) -> None:
