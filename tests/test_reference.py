@@ -30,8 +30,8 @@ def test_every_reference_table_matches_its_provenance():
 
 
 def test_no_file_names_a_path_outside_the_repository():
-    # a sibling folder (../x, but not a page's link "](../x"), parents[2] of a file at the top of
-    # the package, a folder named shared beside it, or a home folder
+    # a sibling folder (dot-dot-slash, but not a page's relative link), the grandparent of a
+    # file at the top of the package, a folder named shared beside it, or a home folder
     outside = re.compile(r"(?<!\]\()\.\./\w|parents\[[2-9]\]|[\"'/]shared/|/work/|/home/|~/")
     hits = []
     for path in tracked_files():
