@@ -1,5 +1,5 @@
 # The data flow, one target per stage:
-#   zoo/catalogue.py (which models) -> zoo count, zoo predict (measure) -> data/*.csv
+#   zoo/catalogue/entries.py (which models) -> zoo count, zoo predict (measure) -> data/*.csv
 #   -> zoo site (charts and pages from data/ and site/) -> public/
 PYTHON ?= python3
 VENV   := .venv

@@ -23,7 +23,7 @@ import time
 def _measure(path: str, name: str, queue) -> None:
     import warnings
 
-    from zoo.catalogue import select
+    from zoo.catalogue.entries import select
 
     warnings.simplefilter("ignore")
     entry = select([name])[0]
@@ -37,8 +37,8 @@ def _measure(path: str, name: str, queue) -> None:
 def _count(path, entry):
     import torch
 
-    from zoo.build import build, example_input
-    from zoo.counting import count_forward
+    from zoo.catalogue.build import build, example_input
+    from zoo.measure.flops import count_forward
 
     if path == "reference":
         macs = count_forward(build(entry, "meta"), example_input(entry)).macs
@@ -69,7 +69,7 @@ def measure(path: str, name: str) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    from zoo.catalogue import select
+    from zoo.catalogue.entries import select
 
     print(f"{'model':42} {'path':9} {'seconds':>8} {'GMACs':>9} {'peak RSS MiB':>12} {'x ref':>7}")
     for entry in select(["bench"]):

@@ -29,7 +29,7 @@ def measure(entry, settings):
 
 
 def _stage():
-    from zoo.stage import Stage
+    from zoo.stages.base import Stage
 
     return Stage(module="planted", name="planted", tables=("counts.csv", "failures.csv"),
                  measure=measure, code=("planted",), status=lambda r: "ok")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.catalogue import Entry
-from zoo.runner import each_model
+from zoo.catalogue.entries import Entry
+from zoo.stages.run import each_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = str(Path(sys.executable).with_name("zoo"))  # the console script, as a user runs it
@@ -204,8 +204,9 @@ def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd):
     fake-tensor machinery logs a 20-line traceback for it, which the user once read as a crash."""
     import io
 
-    from zoo import memory_stage, tables
-    from zoo.catalogue import select
+    from zoo.catalogue.entries import select
+    from zoo.stages import memory as memory_stage
+    from zoo.store import tables
 
     memory_stage.run(select(["torchvision:maxvit_t"]), tmp_path, workers=1, log=io.StringIO())
     _, err = capfd.readouterr()

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from torchvision.models import get_model_weights
 
-from zoo import counts, reference, tables
-from zoo.schema import TABLES
-from zoo.catalogue import Entry, UnknownModel, select
+from zoo.catalogue import reference
+from zoo.catalogue.entries import Entry, UnknownModel, select
+from zoo.stages import counts
+from zoo.store import tables
+from zoo.store.schema import TABLES
 
 SMALL = [Entry("torchvision", "mobilenet_v2", "IMAGENET1K_V1", 224),
          Entry("timm", "resnet18", "a1_in1k", 224)]
@@ -191,7 +193,7 @@ def test_weights_of_one_architecture_share_counts_not_accuracy(tmp_path):
 def test_torch_counter_same_on_real_and_fake_cpu_tensors(name):
     """The torch counter runs small models on real tensors and large ones on fake tensors: both
     must see the same CPU kernels (fused attention included) and give the same count."""
-    from zoo.counters import run_torch_cpu
+    from zoo.measure.third_party import run_torch_cpu
 
     entry = select([name])[0]
     real, fake = run_torch_cpu(entry, gmacs=0.0), run_torch_cpu(entry, gmacs=None)
@@ -203,7 +205,7 @@ def test_the_whole_catalogue_holds_every_architecture_tag_and_weight():
     own image size), torchvision's weights."""
     import timm
 
-    from zoo.catalogue import torchvision_entries, whole_catalogue
+    from zoo.catalogue.entries import torchvision_entries, whole_catalogue
 
     everything = select(["all"])
     assert everything == list(whole_catalogue())

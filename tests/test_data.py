@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 from torchvision.models import get_model_weights
 
-from zoo import reference, tables
-from zoo.catalogue import KEY, default_zoo, whole_catalogue
+from zoo.catalogue import reference
+from zoo.catalogue.entries import KEY, default_zoo, whole_catalogue
+from zoo.store import tables
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

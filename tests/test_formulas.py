@@ -6,9 +6,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.build import build, example_input, param_count
-from zoo.catalogue import select
-from zoo.counting import conv_backward_flop, count_forward, count_training_flops
+from zoo.catalogue.build import build, example_input, param_count
+from zoo.catalogue.entries import select
+from zoo.measure.flops import conv_backward_flop, count_forward, count_training_flops
 
 
 def test_parameter_formulas():
@@ -194,7 +194,7 @@ def _cases():
 def test_shape_rules_give_what_the_meta_kernels_give():
     """The counter's shape rules (for ops whose meta kernels are slow Python) against the kernels
     themselves: the same shapes, strides and dtypes wherever a rule answers."""
-    from zoo.counting import SHAPE_RULES
+    from zoo.measure.flops import SHAPE_RULES
 
     def described(out):
         outs = out if isinstance(out, tuple) else (out,)

@@ -5,9 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from zoo import memory, tables
-from zoo.build import build
-from zoo.catalogue import Entry
+from zoo.catalogue.build import build
+from zoo.catalogue.cards import GPU_GB
+from zoo.catalogue.entries import Entry
+from zoo.measure import memory
+from zoo.store import tables
 
 KIB = 1024
 P = 1024 * 1024 * 4      # one Linear(1024, 1024, bias=False) weight in fp32: 4 MiB
@@ -158,7 +160,7 @@ def test_amp_reduces_saved_activations(r18):
 
 
 def test_inplace_and_checkpointing_never_increase_the_peak():
-    from zoo.memory_stage import _inplace
+    from zoo.stages.memory import _inplace
 
     entry = Entry("timm", "resnet18", "a1_in1k", 224)
     make = lambda: build(entry, "meta")  # noqa: E731
@@ -199,7 +201,7 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
 
     import pandas as pd
 
-    from zoo import memory_stage
+    from zoo.stages import memory as memory_stage
 
     good = Entry("torchvision", "squeezenet1_1", "IMAGENET1K_V1", 224)
     sibling = Entry("torchvision", "squeezenet1_1", "OTHER_WEIGHTS", 224)  # same architecture
@@ -217,7 +219,7 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
     parts = rows[[f"{c}_bytes" for c in memory.CATEGORIES]].sum(axis=1)
     assert (parts == rows["peak_bytes"]).all()
     fits = pd.read_csv(tmp_path / "memory-fit.csv")
-    sizes = [f"max_batch_{g}gb" for g in memory_stage.GPU_GB]
+    sizes = [f"max_batch_{g}gb" for g in GPU_GB]
     assert (fits[sizes].diff(axis=1).fillna(0) >= 0).all().all()  # a bigger card fits more
     assert fits["worst_residual"].max() < 0.1
     assert "1 failed" in log.getvalue().splitlines()[-1]

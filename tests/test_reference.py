@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import zoo
-from zoo import reference
+from zoo.catalogue import reference
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zoo import site
-from zoo.schema import KEY
+from zoo.report import build as site
+from zoo.store.schema import KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = ROOT / "public"
@@ -39,7 +39,7 @@ def everything():
 @pytest.fixture(scope="module")
 def built(everything):
     """The default zoo's rows: what every page but the explorer shows."""
-    from zoo.catalogue import default_zoo
+    from zoo.catalogue.entries import default_zoo
 
     keys = {e.key for e in default_zoo()}
     mine = [k in keys for k in everything[KEY].itertuples(index=False, name=None)]
@@ -224,8 +224,10 @@ def test_no_external_assets(built):
 @pytest.mark.parametrize("models", [["timm:resnet18.a1_in1k"],  # one model, no ResNet-50
                                     ["torchvision:vgg16.IMAGENET1K_FEATURES"]])  # no accuracy
 def test_site_builds_from_any_subset(tmp_path, models):
-    from zoo import counts, memory_stage, tables
-    from zoo.catalogue import select
+    from zoo.catalogue.entries import select
+    from zoo.stages import counts
+    from zoo.stages import memory as memory_stage
+    from zoo.store import tables
 
     data = tmp_path / "data"
     entries = select(models)

@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import planted
 import pytest
 
-import planted
-from zoo import cache as cache_module
-from zoo import counts, stage, tables
-from zoo.cache import Cache
-from zoo.catalogue import Entry, select
-from zoo.schema import TABLES
+from zoo.catalogue.entries import Entry, select
+from zoo.stages import base as stage
+from zoo.stages import counts
+from zoo.store import cache as cache_module
+from zoo.store import tables
+from zoo.store.cache import Cache
+from zoo.store.schema import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["alpha", "beta", "gamma"]

@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from zoo import tables
 from zoo.errors import DataError, UsageError
-from zoo.schema import KEY, TABLES
+from zoo.store import tables
+from zoo.store.schema import KEY, TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,8 +89,8 @@ def test_site_refuses_tables_that_disagree(tmp_path):
 
 
 def test_a_failed_recount_keeps_the_good_row(tmp_path):
-    from zoo import counts
-    from zoo.catalogue import Entry
+    from zoo.catalogue.entries import Entry
+    from zoo.stages import counts
 
     good = Entry("torchvision", "squeezenet1_1", "IMAGENET1K_V1", 224)
     counts.run([good], tmp_path, workers=1, log=open(os.devnull, "w"))

@@ -3,9 +3,9 @@
 import pytest
 from torchvision.models import get_model_weights
 
-from zoo.build import build, example_input, param_count
-from zoo.catalogue import torchvision_entries
-from zoo.counting import count_forward
+from zoo.catalogue.build import build, example_input, param_count
+from zoo.catalogue.entries import torchvision_entries
+from zoo.measure.flops import count_forward
 
 # Deployed models differ from the published count on purpose, each with its reason.
 PARAM_EXCEPTIONS = {

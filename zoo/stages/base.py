@@ -21,11 +21,18 @@ from typing import Callable
 
 import pandas as pd
 
-from zoo import tables
-from zoo.cache import Cache
-from zoo.catalogue import KEY, Entry
-from zoo.schema import TABLES
-from zoo.runner import as_weights, by_architecture, each_model, largest_first, progress
+from zoo.catalogue.entries import KEY, Entry
+from zoo.stages.run import (
+    as_weights,
+    by_architecture,
+    each_model,
+    largest_first,
+    progress,
+)
+from zoo.store import tables
+from zoo.store.cache import Cache
+from zoo.store.schema import TABLES
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -28,10 +28,18 @@ from math import prod
 
 import torch
 from torch import nn
-from torch._prims_common import (get_computation_dtype, make_channels_last_strides_for,
-                                 make_contiguous_strides_for)
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry, shape_wrapper
+
+from zoo.torch_private import (
+    TorchDispatchMode,
+    call_key,
+    get_computation_dtype,
+    is_composite,
+    is_higher_order,
+    make_channels_last_strides_for,
+    make_contiguous_strides_for,
+    outputs_from_shapes,
+)
 
 aten = torch.ops.aten
 
@@ -142,36 +150,11 @@ _NO_SKIP = {torch.ops.aten.size.default, torch.ops.aten.sym_size.default,
             torch.ops.aten.is_contiguous.memory_format, torch.ops.prim.layout.default}
 
 
-_COMPOSITE: dict = {}
-
-
-def is_composite(func) -> bool:
-    """Whether ``func.decompose`` has a decomposition to run (CompositeImplicitAutograd)."""
-    composite = _COMPOSITE.get(func)
-    if composite is None:
-        dk = torch._C.DispatchKey.CompositeImplicitAutograd
-        composite = dk in func.py_kernels or torch._C._dispatch_has_kernel_for_dispatch_key(
-            func.name(), dk)
-        _COMPOSITE[func] = composite
-    return composite
-
-
 def _holds_no_product(func) -> bool:
     return torch.Tag.pointwise in func.tags or func._overloadpacket.__name__ in _NORMS
 
 
 _PURE: dict = {}  # op -> whether the op is pure (see is_pure)
-
-
-def outputs_from_shapes(func) -> bool:
-    """Whether an op returns new tensors (no view of an input), draws no random numbers and has
-    no data-dependent output size, by its schema and tags: its outputs' sizes follow from its
-    inputs' shapes."""
-    schema = func._schema
-    return (isinstance(func, torch._ops.OpOverload) and bool(schema.returns)
-            and not any(r.alias_info for r in schema.returns)
-            and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
-                     torch.Tag.data_dependent_output} & set(func.tags))
 
 
 def is_pure(func) -> bool:
@@ -182,36 +165,6 @@ def is_pure(func) -> bool:
         pure = outputs_from_shapes(func) and not func._schema.is_mutable
         _PURE[func] = pure
     return pure
-
-
-def call_key(func, args, kwargs, tensor_key):
-    """A hashable key of an op's call: ``tensor_key(t)`` for each tensor argument (None: the call
-    has no key), the other arguments as they are; None where an argument is of another kind."""
-    out = [func]
-
-    def add(a) -> bool:
-        if isinstance(a, torch.Tensor):
-            k = tensor_key(a)
-            if k is None:
-                return False
-            out.append(k)
-        elif isinstance(a, (tuple, list)):
-            out.append(len(a))
-            return all(add(b) for b in a)
-        elif a is None or isinstance(a, (bool, int, float, str, torch.dtype, torch.device,
-                                         torch.memory_format, torch.layout)):
-            out.append((type(a), a))
-        else:
-            return False
-        return True
-
-    if not all(add(a) for a in args):
-        return None
-    for k, v in kwargs.items():
-        out.append(k)
-        if not add(v):
-            return None
-    return tuple(out)
 
 
 def _meta_key(t: torch.Tensor):
@@ -375,7 +328,7 @@ class MetaShapes:
 
         class _Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                if isinstance(func, torch._ops.HigherOrderOperator):
+                if is_higher_order(func):
                     return NotImplemented
                 return run(func, args, kwargs or {})
 
@@ -438,7 +391,7 @@ class ProductCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         if func in _NO_SKIP:
             return func(*args, **kwargs)
-        if isinstance(func, torch._ops.HigherOrderOperator):
+        if is_higher_order(func):
             return NotImplemented
         packet = func._overloadpacket
         if packet not in self.registry and not _holds_no_product(func) and is_composite(func):

@@ -13,17 +13,18 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
 import zoo
-from zoo import charts, pages, reference, tables
-from zoo.catalogue import KEY
+from zoo.catalogue import reference
+from zoo.catalogue.entries import KEY
 from zoo.errors import DataError, UsageError
-from zoo.schema import TABLES
+from zoo.report import charts, pages
+from zoo.store import tables
+from zoo.store.schema import TABLES
 
 SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as package data
 TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
@@ -145,10 +146,10 @@ def category_table(ops: pd.DataFrame) -> pd.DataFrame:
 def methods_values(counts: pd.DataFrame, layers: pd.DataFrame, fits: pd.DataFrame) -> dict:
     """The Methods page's figures. Its worked example is torchvision's ResNet-50; where the data
     holds none, the hand-computed values stand alone and the counted ones say so."""
-    from torchvision.models import get_model_weights
+    from zoo.catalogue.accuracy import torchvision_published_gmacs
 
     tv = counts[counts.library == "torchvision"]
-    matched = sum(abs(r.gmacs - get_model_weights(r.arch)[r.weights].meta["_ops"])
+    matched = sum(abs(r.gmacs - torchvision_published_gmacs(r.arch, r.weights))
                   <= max(1e-3 * r.gmacs, 5e-4) for r in tv.itertuples())
     ratio = (counts["gflops_train"] / (2 * counts["gmacs"])).dropna()
     hand = {"conv1_params_hand": f"{3 * 64 * 7 * 7:,}", "fc_params_hand": f"{2048 * 1000 + 1000:,}",
@@ -211,7 +212,7 @@ def fill(template: str, values: dict) -> str:
 def default_zoo_rows(counts: pd.DataFrame) -> pd.DataFrame:
     """The rows of the default zoo, which the site's figures and model pages show (the explorer
     shows every row); all rows where the data holds none of it."""
-    from zoo.catalogue import default_zoo
+    from zoo.catalogue.entries import default_zoo
 
     keys = {e.key for e in default_zoo()}
     mine = [tuple(k) in keys for k in counts[KEY].itertuples(index=False, name=None)]
@@ -307,7 +308,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
 
 def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]:
     """The Memory page, when the memory stage has run."""
-    from zoo import memory_stage
+    from zoo.catalogue import cards
 
     mem, fits = data["memory.csv"].copy(), data["memory-fit.csv"].copy()
     if mem.empty or fits.empty:
@@ -325,8 +326,8 @@ def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) 
     files = []
     for name, spec in specs.items():
         files += export_chart(spec, name, downloads)
-    reserve = (f"Usable memory = (card size - {memory_stage.CONTEXT_BYTES // 2**20} MiB for the CUDA "
-               f"context) x {1 - memory_stage.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
+    reserve = (f"Usable memory = (card size - {cards.CONTEXT_BYTES // 2**20} MiB for the CUDA "
+               f"context) x {1 - cards.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
                "segments and fragmentation; card sizes are taken as GiB.")
     text = pages.memory_page(counts, fits, savings, measured, specs, reserve)
     (docs / "memory.md").write_text(text)

@@ -20,7 +20,7 @@ import warnings
 from concurrent.futures import as_completed
 from pathlib import Path
 
-from zoo.catalogue import KEY, Entry
+from zoo.catalogue.entries import KEY, Entry
 from zoo.errors import error_line
 
 
@@ -146,8 +146,8 @@ def largest_first(entries: list[Entry], data_dirs) -> list[Entry]:
     """``entries`` with the most multiply-adds first, as the counts in the first of ``data_dirs``
     that has them recorded them (unknown ones keep their place, after them): the longest jobs
     start first, so that no large model is left running alone at the end of a stage."""
-    from zoo import tables
     from zoo.errors import DataError
+    from zoo.store import tables
 
     for folder in data_dirs:
         try:
@@ -193,7 +193,7 @@ def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None
     fresh worker, and the sweep goes on. Interrupted (Ctrl-C), every worker is stopped before the
     interruption goes on up."""
     if scheduler:
-        from zoo.cluster import each_model_on
+        from zoo.stages.cluster import each_model_on
 
         yield from each_model_on(scheduler, entries, job, stage, *args, timeout=timeout,
                                  memory_limit=memory_limit)

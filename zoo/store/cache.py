@@ -21,7 +21,7 @@ from functools import lru_cache
 from importlib import util
 from pathlib import Path
 
-ALWAYS_IN_KEY = ("zoo.build", "zoo.stage")  # every stage's results depend on how a model is built
+ALWAYS_IN_KEY = ("zoo.catalogue.build", "zoo.stages.base")  # every stage's results depend on how a model is built
 
 
 class Cache:

@@ -1,7 +1,7 @@
 """Every table of ``data/``: its columns, their types, its key and its sort order, in one place.
 
-A table is read back through its schema (``zoo.tables.read``) and written through it
-(``zoo.tables.update``): a file that is truncated, garbled or breaks a type is refused with the
+A table is read back through its schema (``zoo.store.tables.read``) and written through it
+(``zoo.store.tables.update``): a file that is truncated, garbled or breaks a type is refused with the
 file and line named, before anything is written.
 
 Figures are stored at what they mean, so that a re-run on another machine writes the same bytes:

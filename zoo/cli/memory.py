@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import sys
 
-from zoo import memory
+from zoo.catalogue.cards import ALLOCATOR_HEADROOM, CONTEXT_BYTES, usable_bytes
 from zoo.errors import UsageError, error_line
-from zoo.memory_stage import ALLOCATOR_HEADROOM, CONTEXT_BYTES, usable_bytes
-from zoo.schema import MAX_BATCH, largest_batch_text
+from zoo.measure import memory
+from zoo.store.schema import MAX_BATCH, largest_batch_text
 
 PRECISION_ALIASES = {"amp": "fp16", "fp32": "fp32", "fp16": "fp16", "bf16": "bf16",
                      "amp-fp16": "fp16", "amp-bf16": "bf16"}
@@ -38,7 +38,13 @@ def parse_batch(batch: int) -> int:
 def resolve(model: str, input_arg: str | None, log=sys.stderr):
     """(name, entry) for a zoo name or 'package.module:function'. A bare architecture name takes
     the library's default weights, and says so on ``log``."""
-    from zoo.catalogue import default_weights, is_user_model, parse_shape, select, user_model
+    from zoo.catalogue.entries import (
+        default_weights,
+        is_user_model,
+        parse_shape,
+        select,
+        user_model,
+    )
 
     if is_user_model(model):
         entry = user_model(model, input_arg)
@@ -49,7 +55,7 @@ def resolve(model: str, input_arg: str | None, log=sys.stderr):
         print(f"zoo: {model!r} names {len(matches)} weights; using {entry.library}:{entry.name} "
               "(the library's default)", file=log)
     if input_arg:
-        from zoo.catalogue import UserModel
+        from zoo.catalogue.entries import UserModel
 
         shape = parse_shape(input_arg)
         entry = UserModel(entry.library, entry.arch, entry.weights, shape[-1], shape)
@@ -61,7 +67,7 @@ def _mib(n: float) -> str:
 
 
 def main(args) -> int:
-    from zoo.build import build, input_shape
+    from zoo.catalogue.build import build, input_shape
 
     batch = parse_batch(args.batch)
     if args.optimizer not in memory.OPTIMIZERS:

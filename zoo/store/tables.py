@@ -1,6 +1,6 @@
 """Reading and writing the CSVs of a data folder: validated, locked, all-or-nothing.
 
-- **Read** (``read``): a table is checked against its schema (``zoo.schema``) as it is read. A
+- **Read** (``read``): a table is checked against its schema (``zoo.store.schema``) as it is read. A
   truncated, garbled or binary file, a wrong column, a value of the wrong type or a duplicate key
   raises ``DataError`` naming the file and the line; nothing is normalised silently.
 - **Write** (``update``): a stage's changes to several tables are one commit. Under the folder's
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from zoo.errors import DataError, UsageError
-from zoo.schema import KEY, TABLES, Col, Table, round_sig
+from zoo.store.schema import KEY, TABLES, Col, Table, round_sig
 
 JOURNAL = ".commit.json"
 _UMASK = os.umask(0o022)

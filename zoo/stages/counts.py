@@ -18,16 +18,15 @@ import sys
 import warnings
 from pathlib import Path
 
-
 import zoo
-from zoo.accuracy import AccuracyBook
-from zoo.build import build, example_input, input_shape, param_count
-from zoo.catalogue import KEY, Entry
-from zoo.counters import COUNTERS, CounterSkipped, versions
-from zoo.counting import count_forward, count_training_flops, op_category
-from zoo import stage
-from zoo.runner import error_line
-from zoo.stage import Stage
+from zoo.catalogue.accuracy import AccuracyBook
+from zoo.catalogue.build import build, example_input, input_shape, param_count
+from zoo.catalogue.entries import KEY, Entry
+from zoo.measure.flops import count_forward, count_training_flops, op_category
+from zoo.measure.third_party import COUNTERS, CounterSkipped, versions
+from zoo.stages import base as stage
+from zoo.stages.base import Stage
+from zoo.stages.run import error_line
 
 
 def count_model(entry: Entry, lib_versions: dict) -> dict:
@@ -117,11 +116,11 @@ def _summary(done: int, models: int, failed: int, seconds: float, data_dir: Path
 
 
 STAGE = Stage(
-    module="zoo.counts",
+    module="zoo.stages.counts",
     name="count",
     tables=("counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv"),
     measure=measure,
-    code=("zoo.counts", "zoo.counting", "zoo.counters"),
+    code=("zoo.stages.counts", "zoo.measure.flops", "zoo.measure.third_party", "zoo.torch_private"),
     status=lambda result: f"{result['counts.csv'][0]['gmacs']:.3f} GMACs",
     summary=_summary,
 )
@@ -129,7 +128,7 @@ STAGE = Stage(
 
 def run(entries: list[Entry], data_dir: Path | None = None, timm_results: str | None = None,
         log=sys.stderr, **how) -> dict:
-    """Count ``entries`` and merge them into the CSVs of ``data_dir`` (see ``zoo.stage.run``
+    """Count ``entries`` and merge them into the CSVs of ``data_dir`` (see ``zoo.stages.base.run``
     for ``how``: workers, cache, scheduler, limits). The accuracy source is checked before
     anything is measured (UsageError); each of an architecture's weights gets its own accuracy."""
     book = _book(timm_results)

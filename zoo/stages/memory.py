@@ -14,26 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import memory
-from zoo.build import build, input_shape
-from zoo.catalogue import KEY, Entry
-from zoo import stage
-from zoo.runner import error_line, traceback_text
-from zoo.schema import MAX_BATCH, TABLES, largest_batch_text
-from zoo.stage import Stage
+from zoo.catalogue.build import build, input_shape
+from zoo.catalogue.cards import GPU_GB, usable_bytes
+from zoo.catalogue.entries import KEY, Entry
+from zoo.measure import memory
+from zoo.stages import base as stage
+from zoo.stages.base import Stage
+from zoo.stages.run import error_line, traceback_text
+from zoo.store.schema import MAX_BATCH, TABLES, largest_batch_text
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-GPU_GB = [8, 12, 16, 24, 32, 40, 48, 80, 96, 141]
-# What a program cannot use of a card: the CUDA context (not seen by max_memory_allocated) and
-# headroom for the caching allocator's rounding to segments and fragmentation.
-CONTEXT_BYTES = 512 * 2**20
-ALLOCATOR_HEADROOM = 0.05
 SAVINGS_BATCH = 32
-
-
-def usable_bytes(gpu_gb: float) -> int:
-    """Bytes a step may peak at on a card sold as ``gpu_gb`` GB (taken as GiB of device memory)."""
-    return int((gpu_gb * 2**30 - CONTEXT_BYTES) * (1 - ALLOCATOR_HEADROOM))
 
 
 def predictions(sim: memory.Simulator, shape, problems: list | None = None
@@ -185,14 +176,14 @@ def _summary(done: int, models: int, failed: int, seconds: float, data_dir: Path
 
 
 STAGE = Stage(
-    module="zoo.memory_stage",
+    module="zoo.stages.memory",
     name="memory",
     tables=("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-failures.csv"),
     columns={"memory-fit.csv": [*TABLES["memory-fit.csv"].columns,
                                 f"temporaries_max_bytes_b{SAVINGS_BATCH}",
                                 *(f"max_batch_{g}gb" for g in GPU_GB)]},
     measure=lambda entry, settings: memory_model(entry),
-    code=("zoo.memory_stage", "zoo.memory"),
+    code=("zoo.stages.memory", "zoo.measure.memory", "zoo.catalogue.cards", "zoo.torch_private"),
     status=_status,
     label="memory ",
     summary=_summary,
@@ -201,5 +192,5 @@ STAGE = Stage(
 
 def run(entries: list[Entry], data_dir: Path | None = None, log=sys.stderr, **how) -> dict:
     """Predict ``entries`` and merge them into the memory CSVs of ``data_dir`` (see
-    ``zoo.stage.run`` for ``how``: workers, cache, scheduler, limits)."""
+    ``zoo.stages.base.run`` for ``how``: workers, cache, scheduler, limits)."""
     return stage.run(STAGE, entries, data_dir, log=log, **how)

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from zoo.errors import UsageError
-from zoo.schema import KEY  # noqa: F401  (the row key, named here for the catalogue's users)
-
+from zoo.store.schema import KEY  # noqa: F401  (the row key, named here for the catalogue's users)
 
 
 @dataclass(frozen=True, order=True)
@@ -177,12 +176,12 @@ def default_zoo() -> tuple[Entry, ...]:
 
 def _remembered(name: str, make) -> tuple[Entry, ...]:
     """``make()``'s entries, kept in the result cache under the libraries' versions and this
-    module's source (see ``zoo.cache.remembered``)."""
-    from zoo import reference
-    from zoo.cache import remembered
+    module's source (see ``zoo.store.cache.remembered``)."""
+    from zoo.catalogue import reference
+    from zoo.store.cache import remembered
 
     table = reference.provenance()[reference.TIMM_RESULTS]["sha256"]  # the tags it lists
-    rows = remembered(name, lambda: [list(e.key) for e in make()], ("zoo.catalogue",), table)
+    rows = remembered(name, lambda: [list(e.key) for e in make()], ("zoo.catalogue.entries",), table)
     return tuple(Entry(*row) for row in rows)
 
 
@@ -197,7 +196,7 @@ def _whole_catalogue() -> tuple[Entry, ...]:
     size it was evaluated at there (and with that accuracy)."""
     import timm
 
-    from zoo.accuracy import read_timm_results
+    from zoo.catalogue.accuracy import read_timm_results
 
     out = {e.key: e for e in torchvision_entries()}
     for arch in timm.list_models():

@@ -22,10 +22,10 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
-from torch.utils._device import DeviceContext
 
-from zoo.catalogue import Entry
+from zoo.catalogue.entries import Entry
 from zoo.errors import UsageError, error_line
+from zoo.torch_private import DeviceContext
 
 TORCHVISION_KWARGS = {
     "googlenet": {"aux_logits": False, "init_weights": False},

@@ -2,8 +2,8 @@
 
 - torchvision weights: ``weights.meta["_metrics"]["ImageNet-1K"]`` (ships inside torchvision).
 - timm tags: timm's ``results-imagenet.csv`` (validation accuracy measured by timm), pinned to a
-  commit and kept in ``zoo/reference/`` with its provenance. ``--timm-results PATH_OR_URL`` reads
-  another copy instead; a source the user names must be a valid table, or the run stops before
+  commit and kept in ``zoo/catalogue/reference/`` with its provenance. ``--timm-results PATH_OR_URL``
+  reads another copy instead; a source the user names must be a valid table, or the run stops before
   measuring anything.
 """
 
@@ -14,8 +14,8 @@ import urllib.request
 
 import pandas as pd
 
-from zoo import reference
-from zoo.catalogue import Entry
+from zoo.catalogue import reference
+from zoo.catalogue.entries import Entry
 from zoo.errors import UsageError
 
 TIMM_RESULTS_COMMIT = reference.provenance()[reference.TIMM_RESULTS]["commit"]
@@ -26,8 +26,8 @@ def read_timm_results(source: str | None = None) -> pd.DataFrame:
     """timm's results table, keyed by (model=arch.tag, img_size): the kept copy, or ``source``
     (a path or URL). Raises UsageError, in one line, for a source that is missing, unreachable or
     not a valid table (columns, types, accuracy in 0-100, unique keys)."""
-    from zoo.schema import TIMM_RESULTS
-    from zoo.tables import parse
+    from zoo.store.schema import TIMM_RESULTS
+    from zoo.store.tables import parse
 
     where = source or str(reference.path(reference.TIMM_RESULTS))
     try:
@@ -52,6 +52,13 @@ def torchvision_accuracy(entry: Entry) -> dict:
     return {"top1": metrics["acc@1"], "top5": metrics["acc@5"],
             "acc_source": f"torchvision {torchvision.__version__} weights meta "
                           f"({type(weights).__name__}.{weights.name})"}
+
+
+def torchvision_published_gmacs(arch: str, weights: str) -> float:
+    """The GMACs torchvision publishes for a weight (``meta["_ops"]``), which its own counter gave."""
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(arch)[weights].meta["_ops"]
 
 
 def timm_accuracy(entry: Entry, rows: dict) -> dict:

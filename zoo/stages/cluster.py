@@ -26,7 +26,7 @@ def _pool(memory_limit):
         if _POOL is None:
             import contextlib
 
-            from zoo.runner import worker_pool
+            from zoo.stages.run import worker_pool
 
             stack = contextlib.ExitStack()
             try:
@@ -42,7 +42,7 @@ def _pool(memory_limit):
 def run_isolated(job, stage: str, entry, args: tuple, timeout, memory_limit):
     """On a Dask worker: ``job(entry, *args)`` in the worker's model process, within the limits.
     Returns (result, failure) as a local run would."""
-    from zoo.runner import _guarded, outcome
+    from zoo.stages.run import _guarded, outcome
 
     fut = _pool(memory_limit).schedule(_guarded, args=(job, stage, entry, *args), timeout=timeout)
     return outcome(fut, entry, stage, timeout, memory_limit)
@@ -70,7 +70,7 @@ def each_model_on(scheduler: str, entries, job, stage: str, *args, timeout=None,
                 try:
                     result, failure = fut.result()
                 except Exception as exc:  # the Dask worker itself was lost
-                    from zoo.runner import error_line, failure_row
+                    from zoo.stages.run import error_line, failure_row
 
                     result, failure = None, failure_row(entry, stage,
                                                         f"worker lost: {error_line(exc)}")

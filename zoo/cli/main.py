@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from zoo.catalogue import is_user_model, select, user_model
+from zoo.catalogue.entries import is_user_model, select, user_model
 from zoo.errors import UsageError
 
 DEFAULT_TIMEOUT_S = 1800.0  # one model's wall-clock limit in a sweep
@@ -98,7 +98,7 @@ def _run(args) -> int:
 
     if args.command == "site":
         try:
-            from zoo import site
+            from zoo.report import build as site
         except ImportError as exc:
             raise UsageError(f"zoo site needs the site extra ({exc.name} is missing): "
                              "pip install 'zoo[site]'") from None
@@ -112,7 +112,7 @@ def _run(args) -> int:
             return 1
         return 0
     if args.command == "memory":
-        from zoo.memory_cli import main as memory_main
+        from zoo.cli.memory import main as memory_main
 
         return memory_main(args)
     if args.command in ("count", "predict") and any(map(is_user_model, args.models)):
@@ -127,11 +127,11 @@ def _run(args) -> int:
         return 0
     how = _how(args)
     if args.command == "count":
-        from zoo import counts
+        from zoo.stages import counts
 
         summary = counts.run(entries, args.data, args.timm_results, **how)
     else:
-        from zoo import memory_stage
+        from zoo.stages import memory as memory_stage
 
         summary = memory_stage.run(entries, args.data, **how)
     return 0 if summary["failed"] < summary["models"] else 1
@@ -151,8 +151,8 @@ def _how(args) -> dict:
 
 def _user_model(args) -> int:
     """``zoo count`` / ``zoo predict`` of the user's own model: printed, not written to data/."""
-    from zoo.build import input_shape
-    from zoo.runner import error_line
+    from zoo.catalogue.build import input_shape
+    from zoo.stages.run import error_line
 
     if len(args.models) != 1:
         raise UsageError("your own model (package.module:function) is counted alone: name only it")
@@ -161,11 +161,11 @@ def _user_model(args) -> int:
         raise UsageError("--data: your own model is printed, not written to a data folder")
     try:
         if args.command == "count":
-            from zoo import counts
+            from zoo.stages import counts
 
             counts.print_model(entry)
         else:
-            from zoo import memory_stage
+            from zoo.stages import memory as memory_stage
 
             memory_stage.print_model(entry)
     except UsageError:

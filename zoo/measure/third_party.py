@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from zoo.build import build, build_cpu_fast, example_input
-from zoo.catalogue import Entry
-from zoo.counting import MetaShapes
+from zoo.catalogue.build import build, build_cpu_fast, example_input
+from zoo.catalogue.entries import Entry
+from zoo.measure.flops import MetaShapes
 
 
 @dataclass
@@ -98,8 +98,9 @@ def run_torch_cpu(entry: Entry, gmacs: float | None = None) -> CounterResult:
     the same CPU kernels (so the same attention escapes it) on real tensors and on fake CPU tensors,
     which do no arithmetic: models the reference puts above ``REAL_BELOW_GMACS`` run on fake
     tensors, smaller ones on real zero-filled tensors, whichever is faster."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils.flop_counter import FlopCounterMode
+
+    from zoo.torch_private import FakeTensorMode
 
     real = gmacs is not None and gmacs < REAL_BELOW_GMACS
     model = build_cpu_fast(entry) if real else build(entry, "meta")
@@ -118,6 +119,6 @@ COUNTERS = {"thop": run_thop, "fvcore": run_fvcore, "torch": run_torch_cpu}
 
 def versions() -> dict[str, str]:
     """The versions of the libraries a count depends on, as columns of counts.csv."""
-    from zoo.cache import library_versions
+    from zoo.store.cache import library_versions
 
     return dict(library_versions())

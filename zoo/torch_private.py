@@ -1,0 +1,366 @@
+"""Every use of torch's private API in zoo, in one module: when a torch release moves something,
+this is the file to read.
+
+- Cheaper fake tensors for the memory simulation (``fake_outputs``, ``fake_copy``): what
+  ``FakeTensorMode`` gives, made without its general dispatch where that gives the same outputs.
+- Questions about an op that torch answers only privately: whether it has a composite
+  (CompositeImplicitAutograd) kernel, whether its outputs follow from its inputs' shapes, whether it
+  is a higher-order operator; the key of one call.
+- Names re-exported from private modules: ``FakeTensor``, ``FakeTensorMode``,
+  ``TorchDispatchMode``, ``tree_flatten``, ``DeviceContext``, and stride helpers.
+
+Nothing here imports the rest of zoo.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import torch
+from torch import nn
+from torch._prims_common import (  # noqa: F401
+    get_computation_dtype,
+    make_channels_last_strides_for,
+    make_contiguous_strides_for,
+)
+from torch._subclasses.fake_tensor import (  # noqa: F401
+    FakeTensor,
+    FakeTensorMode,
+    in_kernel_invocation_manager,
+)
+from torch.utils._device import DeviceContext  # noqa: F401
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401
+from torch.utils._pytree import tree_flatten
+
+
+def is_higher_order(func) -> bool:
+    return isinstance(func, torch._ops.HigherOrderOperator)
+
+
+_COMPOSITE: dict = {}
+
+
+def is_composite(func) -> bool:
+    """Whether ``func.decompose`` has a decomposition to run (CompositeImplicitAutograd)."""
+    composite = _COMPOSITE.get(func)
+    if composite is None:
+        dk = torch._C.DispatchKey.CompositeImplicitAutograd
+        composite = dk in func.py_kernels or torch._C._dispatch_has_kernel_for_dispatch_key(
+            func.name(), dk)
+        _COMPOSITE[func] = composite
+    return composite
+
+
+def outputs_from_shapes(func) -> bool:
+    """Whether an op returns new tensors (no view of an input), draws no random numbers and has
+    no data-dependent output size, by its schema and tags: its outputs' sizes follow from its
+    inputs' shapes."""
+    schema = func._schema
+    return (isinstance(func, torch._ops.OpOverload) and bool(schema.returns)
+            and not any(r.alias_info for r in schema.returns)
+            and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
+                     torch.Tag.data_dependent_output} & set(func.tags))
+
+
+def call_key(func, args, kwargs, tensor_key):
+    """A hashable key of an op's call: ``tensor_key(t)`` for each tensor argument (None: the call
+    has no key), the other arguments as they are; None where an argument is of another kind."""
+    out = [func]
+
+    def add(a) -> bool:
+        if isinstance(a, torch.Tensor):
+            k = tensor_key(a)
+            if k is None:
+                return False
+            out.append(k)
+        elif isinstance(a, (tuple, list)):
+            out.append(len(a))
+            return all(add(b) for b in a)
+        elif a is None or isinstance(a, (bool, int, float, str, torch.dtype, torch.device,
+                                         torch.memory_format, torch.layout)):
+            out.append((type(a), a))
+        else:
+            return False
+        return True
+
+    if not all(add(a) for a in args):
+        return None
+    for k, v in kwargs.items():
+        out.append(k)
+        if not add(v):
+            return None
+    return tuple(out)
+
+
+# ---- cheaper fake tensors ------------------------------------------------------------------------
+# FakeTensorMode's dispatch is general (symbolic shapes, constants, its own cache, whose key costs
+# more than most meta kernels); a simulation needs none of that. Two shortcuts give the same
+# outputs for less:
+# - an op whose outputs follow from its inputs' shapes (no input returned as a view, no
+#   randomness, no data-dependent size; writing to an input's data is allowed, as batch norm does
+#   to its running statistics) is made again from what its first call with the same shapes,
+#   strides, dtypes and other arguments returned, with a storage of its own as the op gives it;
+# - an op for which the mode would only run the meta kernel and wrap the outputs runs that
+#   kernel directly.
+# tests/test_memory.py checks that both change no figure against the mode's own dispatch.
+
+_VIEWS: dict = {}
+
+
+def _simple_view(func) -> bool:
+    """A view op with one output aliasing its first argument (view, permute, transpose, ...)."""
+    view = _VIEWS.get(func)
+    if view is None:
+        view = False
+        if isinstance(func, torch._ops.OpOverload) and func.is_view:
+            schema = func._schema
+            rets, first = schema.returns, schema.arguments[0] if schema.arguments else None
+            view = (len(rets) == 1 and str(rets[0].type) == "Tensor" and first is not None
+                    and rets[0].alias_info is not None and first.alias_info is not None
+                    and not rets[0].alias_info.is_write
+                    and rets[0].alias_info.before_set == first.alias_info.before_set)
+        _VIEWS[func] = view
+    return view
+
+
+_FRESH: dict = {}
+
+
+def _fresh_outputs(func) -> bool:
+    """An op whose outputs follow from its inputs' shapes (``counting.outputs_from_shapes``),
+    pure or writing only to the data of some inputs (batch norm's running statistics): on fake
+    tensors, which hold no data, that changes nothing. Not an op found aliasing its input."""
+    fresh = _FRESH.get(func)
+    if fresh is None:
+        fresh = outputs_from_shapes(func) and torch.Tag.inplace_view not in func.tags
+        _FRESH[func] = fresh
+    return fresh and func not in _ALIASING
+
+
+_ALIASING: set = set()  # ops found returning a view of their input though the schema says not
+# Ops that draw random numbers only for dropout: without it, their outputs follow from shapes
+_DROPOUT_ARG = {torch.ops.aten.scaled_dot_product_attention.default: (4, "dropout_p")}
+
+
+def _without_dropout(func, args, kwargs) -> bool:
+    where = _DROPOUT_ARG.get(func)
+    if where is None:
+        return False
+    i, name = where
+    p = args[i] if len(args) > i else kwargs.get(name, 0.0)
+    return isinstance(p, (int, float)) and p == 0
+
+
+def _fake_key(func, args, kwargs, mode, view: bool = False):
+    if not isinstance(func, torch._ops.OpOverload) or not (
+            view or _fresh_outputs(func) or _without_dropout(func, args, kwargs)):
+        return None
+
+    def tensor_key(a):
+        if not _plain_fake(a, mode):
+            return None
+        return (tuple(a.shape), a.stride(), a.dtype, a.device, a.storage_offset())
+
+    return call_key(func, args, kwargs, tensor_key)
+
+
+def _plain_fake(t, mode) -> bool:
+    """A fake tensor of ``mode`` that holds no constant value."""
+    return type(t) is FakeTensor and t.fake_mode is mode and t.constant is None
+
+
+_DIRECT: dict = {}
+_DEVICE = torch.ops.prim.device.default
+
+
+def _meta_direct(func) -> bool:
+    """Whether FakeTensorMode, given only fake tensors of its own with static shapes and no
+    constants, would run ``func``'s meta kernel and wrap its outputs, with nothing else (no
+    decomposition, no fake-specific rule, no fallback). Such an op can skip the mode's dispatch."""
+    direct = _DIRECT.get(func)
+    if direct is None:
+        direct = False
+        try:
+            direct = _meta_kernel_only(func)
+        except Exception:  # another torch release: take the mode's own path
+            direct = False
+        _DIRECT[func] = direct
+    return direct
+
+
+def _meta_kernel_only(func) -> bool:
+    from torch._decomp import decomposition_table, meta_table
+    from torch._subclasses import fake_tensor as ft
+    from torch._subclasses.fake_impls import has_meta, op_implementations_checks
+
+    if not isinstance(func, torch._ops.OpOverload) or func.namespace != "aten":
+        return False
+    if func in ft._DISPATCH_META_HANDLERS or func in ft._DISPATCH_HANDLE_DIRECTLY \
+            or func in FakeTensorMode.lift_fns or func is torch.ops.aten.to_dense.default:
+        return False
+    if torch.Tag.nondeterministic_seeded in func.tags or torch.Tag.data_dependent_output in func.tags:
+        return False
+    if func not in meta_table and not (torch.Tag.view_copy in func.tags
+                                       or func in FakeTensorMode._cpp_meta_supports_symint):
+        decomposition = decomposition_table.get(func)
+        if decomposition is not None and decomposition.__module__.startswith("torch._decomp"):
+            return False
+        if is_composite(func):
+            return False
+    if torch._dynamo.config._custom_ops_profile is not None:
+        return False
+    if torch._library.simple_registry.singleton.find(func.name()).fake_impl.kernel:
+        return False
+    if any(check(func) for check, _ in op_implementations_checks):
+        return False
+    return has_meta(func)
+
+
+def _meta_call(func, args, kwargs, mode):
+    """``func``'s meta kernel on the fake tensors ``args``, outputs wrapped as FakeTensorMode
+    does; None where an argument is not a plain fake tensor of ``mode`` (the caller then takes
+    the mode's own path)."""
+    flat = tree_flatten((args, kwargs))[0]
+    seen = False
+    for a in flat:
+        if isinstance(a, torch.Tensor):
+            if not _plain_fake(a, mode) or a.is_sparse:
+                return None
+            seen = True
+        elif isinstance(a, (torch.SymInt, torch.SymFloat, torch.SymBool)):
+            return None
+    if not seen:
+        return None
+    with in_kernel_invocation_manager(mode):
+        out = func(*args, **kwargs)
+    return mode.wrap_meta_outputs_with_default_device_logic(out, func, flat,
+                                                            device=kwargs.get("device"))
+
+
+def _shares_storage(out, args, kwargs) -> bool:
+    outs = [out] if isinstance(out, torch.Tensor) else list(out)
+    mine = {id(t.untyped_storage()) for t in outs}
+    theirs = {id(t.untyped_storage()) for t in tree_flatten((args, kwargs))[0]
+              if isinstance(t, torch.Tensor)}
+    return bool(mine & theirs)
+
+
+def _one_entry(t):
+    if type(t) is not FakeTensor or t.constant is not None or t.is_sparse:
+        return None
+    size = tuple(t.shape)
+    stride = t.stride()
+    nbytes = t.untyped_storage().nbytes()
+    needed = (1 + sum((n - 1) * st for n, st in zip(size, stride))) * t.element_size() \
+        if all(size) else 0
+    if t.storage_offset() != 0 or nbytes != needed:
+        return None  # a storage larger than the tensor: not remade from shapes
+    return (size, stride, t.dtype, t.device)
+
+
+def _fake_empty(mode, size, stride, dtype, device, view_of=None, offset=0) -> FakeTensor:
+    """A fake tensor made without dispatching an op: a storage of its own, or a view of
+    ``view_of``'s storage."""
+    with in_kernel_invocation_manager(mode):
+        empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
+        if view_of is not None:
+            empty.set_(view_of.untyped_storage(), offset, size, stride)
+    return FakeTensor(mode, empty, device)
+
+
+def _fake_entry(out):
+    if isinstance(out, torch.Tensor):
+        return _one_entry(out)
+    if isinstance(out, (tuple, list)) and out and all(isinstance(t, torch.Tensor) for t in out):
+        entries = [_one_entry(t) for t in out]
+        return (type(out), entries) if all(e is not None for e in entries) else None
+    return None
+
+
+def _fake_outputs(entry, mode):
+    if isinstance(entry[0], type):
+        kind, entries = entry
+        return kind(_fake_empty(mode, *e) for e in entries)
+    return _fake_empty(mode, *entry)
+
+
+def fake_outputs(func, args, kwargs, mode, outputs: dict):
+    """The op's outputs on fake tensors, made the cheapest way that gives what FakeTensorMode
+    gives: again from the shapes of an earlier call (an op whose outputs follow from its
+    inputs' shapes, or a view), or from the op's meta kernel without the mode's dispatch
+    (see _meta_direct); by the mode's dispatch otherwise."""
+    key = _fake_key(func, args, kwargs, mode)
+    entry = outputs.get(key) if key is not None else None
+    if entry is not None:
+        return _fake_outputs(entry, mode)
+    if key is None and (_simple_view(func) or func in _ALIASING) \
+            and not torch.is_inference_mode_enabled():
+        return _view(func, args, kwargs, mode, outputs)
+    out = _meta_call(func, args, kwargs, mode) if _meta_direct(func) else None
+    if out is None:
+        out = func(*args, **kwargs)
+    if key is not None:
+        entry = _fake_entry(out)
+        if entry is not None and _shares_storage(out, args, kwargs):
+            # an alias its schema does not declare (_unsafe_view): made as a view from now on
+            _ALIASING.add(func)
+        elif entry is not None:
+            outputs[key] = entry
+    return out
+
+def _view(func, args, kwargs, mode, outputs: dict):
+    """A view op (one output aliasing the first input): its output's size, strides and offset
+    depend only on the call's shapes; made again from the first call's as a view of the same
+    storage (as FakeTensorMode's own cache does, with a cheaper key)."""
+    key = _fake_key(func, args, kwargs, mode, view=True)
+    entry = outputs.get(key) if key is not None else None
+    base = args[0]
+    if entry is not None:
+        size, stride, offset, dtype = entry
+        return _fake_empty(mode, size, stride, dtype, base.device, view_of=base,
+                           offset=offset)
+    out = func(*args, **kwargs)
+    if key is not None and type(out) is FakeTensor and out.constant is None \
+            and out.untyped_storage() is base.untyped_storage() and out.dtype == base.dtype:
+        outputs[key] = (tuple(out.shape), out.stride(), out.storage_offset(), out.dtype)
+    return out
+
+
+def fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
+    """``meta_model`` with every parameter and buffer a fresh fake CPU tensor of the same shape
+    and strides: what ``to_empty(device="cpu")`` under ``mode`` gives, without dispatching an op
+    per tensor. Tensors shared between modules stay shared."""
+    cpu = torch.device("cpu")
+    made: dict[int, torch.Tensor] = {}  # id of a meta tensor of the model (they all stay alive)
+
+    def fake(t: torch.Tensor) -> torch.Tensor:
+        return _fake_empty(mode, t.shape, t.stride(), t.dtype, cpu)
+
+    originals = []  # keeps the meta tensors alive, so that no id is reused while copying
+    with mode:
+        for module in meta_model.modules():
+            for table, as_param in ((module._parameters, True), (module._buffers, False)):
+                for name, t in table.items():
+                    if t is None:
+                        continue
+                    if id(t) not in made:
+                        originals.append(t)
+                        made[id(t)] = (nn.Parameter(fake(t), requires_grad=t.requires_grad)
+                                       if as_param else fake(t))
+                    table[name] = made[id(t)]
+    return meta_model
+
+
+def device_query(func, args):
+    """A fake tensor's device, answered as ``FakeTensorMode`` answers ``prim.device`` (None where
+    ``func`` is not that query on a fake tensor outside a kernel)."""
+    if func is _DEVICE and type(args[0]) is FakeTensor \
+            and not args[0].fake_mode.in_kernel_invocation:
+        return args[0].fake_device
+    return None
+
+
+def adam_reads_step_as_one():
+    """Adam reads its step count with ``.item()``, which fake tensors cannot answer; the count's
+    value changes no tensor's size, so it reads 1 inside this context."""
+    return mock.patch("torch.optim.adam._get_value", lambda _: 1.0)
