@@ -1,4 +1,5 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo count``, ``zoo predict``, ``zoo memory``, ``zoo site``."""
+"""The ``zoo`` command: ``zoo list``, ``zoo count``, ``zoo predict``, ``zoo time``, ``zoo memory``,
+``zoo latency``, ``zoo site``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 
 from zoo.catalogue.entries import is_user_model, select, user_model
 from zoo.errors import UsageError
+from zoo.measure.latency import BATCHES, BUDGET
 
 DEFAULT_TIMEOUT_S = 1800.0  # one model's wall-clock limit in a sweep
 DEFAULT_MEMORY_GB = 8.0  # one model process's resident-memory limit
@@ -50,7 +52,35 @@ def _parser() -> argparse.ArgumentParser:
         if name == "count":
             stage.add_argument("--timm-results", default=None,
                                help="path or URL of a copy of timm's results-imagenet.csv "
-                                    "(default: the one kept in zoo/reference/)")
+                                    "(default: the one kept in zoo/catalogue/reference/)")
+
+    tm = sub.add_parser("time", help="time inference against batch size on this CPU, one model "
+                                      "at a time, into data/latency.csv")
+    tm.add_argument("models", nargs="*", default=["default"], help="as for 'zoo list'")
+    tm.add_argument("--data", default=None, help="output folder (default: ./data)")
+    _timing_options(tm, default_batch=",".join(map(str, BATCHES)))
+    tm.add_argument("--budget", type=float, default=BUDGET,
+                    help=f"seconds of timing per model; larger batch sizes that would pass it are "
+                         f"recorded as skipped (default {BUDGET:g})")
+    tm.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                    help=f"seconds one model may take (default {DEFAULT_TIMEOUT_S:g})")
+    tm.add_argument("--memory-limit", type=float, default=DEFAULT_MEMORY_GB,
+                    help=f"GiB the timing process may hold (default {DEFAULT_MEMORY_GB:g})")
+
+    lat = sub.add_parser("latency", help="time one model's inference against batch size "
+                                         "(printed, not written to data/)")
+    lat.add_argument("model", help="a zoo model (as for 'zoo list'; a bare architecture takes the "
+                                   "library's default weights) or your own builder as "
+                                   "'package.module:function'")
+    _timing_options(lat, default_batch="1,8,32")
+    lat.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    lat.add_argument("--precision", default="fp32", help="fp32 or bf16 (autocast)")
+    lat.add_argument("--channels-last", action="store_true", help="channels-last memory layout")
+    lat.add_argument("--budget", type=float, default=BUDGET,
+                     help=f"seconds of timing (default {BUDGET:g})")
+    lat.add_argument("--input", default=None,
+                     help="input shape without the batch, e.g. 3x512x512 (default: the zoo "
+                          "model's own; required for your own model)")
 
     mem = sub.add_parser("memory", help="predict the GPU memory of one model's training step or "
                                            "inference, without a GPU")
@@ -75,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     site.add_argument("--no-build", action="store_true",
                       help="only generate the pages (build/docs), do not run mkdocs")
     return p
+
+
+def _timing_options(p, default_batch: str) -> None:
+    p.add_argument("--batch", default=default_batch,
+                   help=f"batch sizes, comma-separated (default {default_batch})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: every core this process may use)")
 
 
 def main(argv=None) -> int:
@@ -115,6 +152,10 @@ def _run(args) -> int:
         from zoo.cli.memory import main as memory_main
 
         return memory_main(args)
+    if args.command == "latency":
+        from zoo.cli.latency import main as latency_main
+
+        return latency_main(args)
     if args.command in ("count", "predict") and any(map(is_user_model, args.models)):
         return _user_model(args)
     if getattr(args, "input", None):
@@ -125,6 +166,14 @@ def _run(args) -> int:
         for e in entries:
             print(f"{e.library:12} {e.name:55} {e.img_size:4d}  {e.family}")
         return 0
+    if args.command == "time":
+        from zoo.cli.latency import timing_settings
+        from zoo.stages import latency as latency_stage
+
+        how = _how(args)
+        summary = latency_stage.run(entries, args.data, how=timing_settings(args),
+                                    timeout=how["timeout"], memory_limit=how["memory_limit"])
+        return 0 if summary["failed"] < summary["models"] else 1
     how = _how(args)
     if args.command == "count":
         from zoo.stages import counts
@@ -139,14 +188,14 @@ def _run(args) -> int:
 
 def _how(args) -> dict:
     """How a stage runs: workers, limits, where; checked before anything runs."""
-    if args.workers is not None and args.workers < 1:
+    if getattr(args, "workers", None) is not None and args.workers < 1:
         raise UsageError(f"--workers {args.workers}: must be at least 1")
     if not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout:g}: must be a positive number of seconds")
     if not args.memory_limit > 0:
         raise UsageError(f"--memory-limit {args.memory_limit:g}: must be a positive number of GiB")
-    return {"workers": args.workers, "timeout": args.timeout,
-            "memory_limit": args.memory_limit * 2**30, "scheduler": args.scheduler}
+    return {"workers": getattr(args, "workers", None), "timeout": args.timeout,
+            "memory_limit": args.memory_limit * 2**30, "scheduler": getattr(args, "scheduler", None)}
 
 
 def _user_model(args) -> int:

@@ -22,14 +22,16 @@ import zoo
 from zoo.catalogue import reference
 from zoo.catalogue.entries import KEY
 from zoo.errors import DataError, UsageError
-from zoo.report import charts, pages
+from zoo.report import charts, pages, timing
 from zoo.store import tables
 from zoo.store.schema import TABLES
 
 SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as package data
 TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
 DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv",
-               "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"]
+               "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv",
+               "latency.csv", "latency-failures.csv"]
+TIMM_CPU_BENCH_NAME = reference.TIMM_BENCH_CPU
 
 
 MARKER = ".zoo-site"  # in a folder zoo site made, so that it only ever replaces its own
@@ -282,6 +284,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     (docs / "methods.md").write_text(fill((SOURCES / "methods.md").read_text(), methods_values(
         counts, layers, data["memory-fit.csv"])))
     files += _memory_pages(data, data_dir, docs, counts)
+    files += _latency_pages(data, data_dir, docs, counts, ops)
     (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
     model_dir = docs / "models"
     model_dir.mkdir()
@@ -293,14 +296,17 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     if not fits.empty:
         fits["optimizer"] = fits["optimizer"].fillna("")
     fits_by_key = {k: g for k, g in fits.groupby(KEY, sort=False)} if not fits.empty else {}
+    lat = data["latency.csv"]
+    lat_by_key = {k: g for k, g in lat.groupby(KEY, sort=False)} if not lat.empty else {}
     for _, row in counts.iterrows():
         key = tuple(row[KEY])
         lay = by_key.get(key, empty_layers)
         text = pages.model_page(row, lay, ops_by_key.get(key, ops.iloc[:0]),
                                 notes_by_key.get(key, notes.iloc[:0]), counts,
-                                charts.layer_macs(lay, counts).to_dict(), fits_by_key.get(key))
+                                charts.layer_macs(lay, counts).to_dict(), fits_by_key.get(key),
+                                lat_by_key.get(key))
         (model_dir / f"{pages.model_slug(row)}.md").write_text(text)
-    summary = {"pages": 8 + len(counts), "downloads": len(files)}
+    summary = {"pages": 9 + len(counts), "downloads": len(files)}
     print(f"generated {summary['pages']} pages and {summary['downloads']} downloads in {docs}",
           file=log)
     return summary
@@ -329,13 +335,60 @@ def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) 
     reserve = (f"Usable memory = (card size - {cards.CONTEXT_BYTES // 2**20} MiB for the CUDA "
                f"context) x {1 - cards.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
                "segments and fragmentation; card sizes are taken as GiB.")
-    text = pages.memory_page(counts, fits, savings, measured, specs, reserve)
+    exports: dict = {}
+    text = pages.memory_page(counts, fits, savings, measured, specs, reserve, exports)
     (docs / "memory.md").write_text(text)
+    stamp = charts.stamp(counts)
+    for name, table in exports.items():
+        files += export_table(table, name, downloads, f"{name}. {stamp}")
     for name in ("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"):
         file = TABLES[name].file
         if (data_dir / file).exists():
             shutil.copy(data_dir / file, downloads / file)
             files.append(file)
+    return files
+
+
+def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
+                   ops: pd.DataFrame) -> list[str]:
+    """The Latency page, when the latency stage has run."""
+    latency = data["latency.csv"]
+    rows = timing.per_image(latency, counts) if not latency.empty else None
+    if rows is None or rows.empty:
+        (docs / "latency.md").write_text("# Latency\n\n" + pages.GENERATED
+                                         + "Run `zoo time` to time inference on this machine.\n")
+        return []
+    fits = []
+    for (name, threads, precision), group in rows.groupby(["device_name", "threads", "precision"]):
+        for y, what in [("ms_per_image_b1", "batch 1"), ("ms_per_image_best", "best batch")]:
+            f = timing.fit(group, y)
+            if f is not None:
+                fits.append((f"{name}, {threads} thread(s), {precision}, {what}", f))
+    most = rows[rows["threads"] == rows["threads"].max()]
+    main_fit = timing.fit(most)
+    what = f"{most['device_name'].iloc[0]}, {int(most['threads'].iloc[0])} thread(s)"
+    specs = {"latency-vs-batch": charts.latency_vs_batch(latency, counts).to_dict(),
+             "accuracy-vs-throughput": charts.accuracy_vs_throughput(most, counts, what).to_dict()}
+    if main_fit is not None:
+        specs["time-vs-ops"] = charts.time_vs_ops(most, main_fit, counts, what).to_dict()
+    published = pd.read_csv(reference.path(TIMM_CPU_BENCH_NAME))
+    rank = timing.rank_correlation(most, published)
+    downloads = docs / "downloads"
+    files = []
+    for name, spec in specs.items():
+        files += export_chart(spec, name, downloads)
+    exports: dict = {}
+    text = pages.latency_page(counts, rows, fits,
+                              timing.misses(main_fit, ops) if main_fit is not None else None,
+                              rank, specs, latency, TIMM_CPU_BENCH_NAME, exports)
+    (docs / "latency.md").write_text(text)
+    stamp = charts.stamp(counts)
+    for name, table in exports.items():
+        files += export_table(table, name, downloads, f"{name}. {stamp}")
+    for name in ("latency.csv",):
+        if (data_dir / name).exists():
+            shutil.copy(data_dir / name, downloads / name)
+            files.append(name)
     return files
 
 

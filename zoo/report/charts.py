@@ -7,6 +7,7 @@ site still says what produced it.
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 TOOLTIP = [
@@ -242,3 +243,80 @@ def explorer(counts: pd.DataFrame) -> alt.Chart:
     ).interactive().properties(
         width=WIDTH, height=HEIGHT,
         title=_title(f"Every model with a published accuracy ({len(df)})", counts))
+
+
+# ---- time ---------------------------------------------------------------------------------------
+
+def latency_vs_batch(latency: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
+    """Time per image against batch size for every model (pick one in the menu), per set-up
+    (device and threads): the survey's inference-time figure."""
+    df = latency.dropna(subset=["infer_step_time"]).copy()
+    df["model"] = df["arch"] + "." + df["weights"]
+    df["ms_per_image"] = df["infer_step_time"] / df["infer_batch_size"]
+    df["setup"] = (df["device_name"] + ", " + df["threads"].astype(str) + " thread(s), "
+                   + df["precision"])
+    models = sorted(df["model"].unique())
+    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
+    pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
+        options=models, name="model "))
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("infer_batch_size:Q", scale=alt.Scale(type="log", base=2),
+                title="batch size (log2)"),
+        y=alt.Y("ms_per_image:Q", scale=alt.Scale(type="log"), title="ms per image (log)"),
+        color=alt.Color("setup:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["model:N", "setup:N", alt.Tooltip("infer_batch_size:Q", title="batch"),
+                 alt.Tooltip("infer_step_time:Q", title="median step (ms)", format=".2f"),
+                 alt.Tooltip("infer_step_time_p90:Q", title="p90 step (ms)", format=".2f"),
+                 alt.Tooltip("infer_samples_per_sec:Q", title="images/s", format=".1f"),
+                 "status:N"],
+    ).add_params(pick).transform_filter(pick).properties(
+        width=WIDTH, height=360, title=_title("Time per image vs batch size", counts))
+
+
+def time_vs_ops(rows: pd.DataFrame, result: dict, counts: pd.DataFrame, what: str) -> alt.Chart:
+    """The survey's operations-vs-time figure: ms per image at batch 1 against GMACs (log-log),
+    with the least-squares line."""
+    df = rows.dropna(subset=["ms_per_image_b1"]).copy()
+    families = _family_legend_selection()
+    points = alt.Chart(df).mark_circle(size=55).encode(
+        x=alt.X("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (log)"),
+        y=alt.Y("ms_per_image_b1:Q", scale=alt.Scale(type="log"),
+                title="ms per image at batch 1 (log)"),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20"),
+                        legend=alt.Legend(symbolLimit=0)),
+        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
+        tooltip=["model:N", alt.Tooltip("gmacs:Q", format=".3f"),
+                 alt.Tooltip("ms_per_image_b1:Q", title="ms/image", format=".2f"), "family:N"],
+    ).add_params(families).interactive()
+    xs = np.geomspace(df["gmacs"].min(), df["gmacs"].max(), 50)
+    line = alt.Chart(pd.DataFrame({"gmacs": xs, "fit": 10 ** (result["a"] + result["b"]
+                                                                * np.log10(xs))})).mark_line(
+        color="black", strokeDash=[4, 3]).encode(x="gmacs:Q", y="fit:Q")
+    return alt.layer(points, line).properties(
+        width=WIDTH, height=HEIGHT, title=_title(
+            f"Time vs operations, {what} (dashed: fit, R² = {result['r2']:.2f})", counts))
+
+
+def accuracy_vs_throughput(rows: pd.DataFrame, counts: pd.DataFrame, what: str) -> alt.Chart:
+    """Top-1 against images per second at each model's best batch, with the Pareto frontier
+    (nothing faster is at least as accurate)."""
+    df = rows.dropna(subset=["top1", "best_per_sec"]).copy()
+    families = _family_legend_selection()
+    points = alt.Chart(df).mark_circle(size=55).encode(
+        x=alt.X("best_per_sec:Q", scale=alt.Scale(type="log"),
+                title="images per second at the best batch (log)"),
+        y=alt.Y("top1:Q", scale=alt.Scale(zero=False), title="ImageNet top-1 (%)"),
+        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20"),
+                        legend=alt.Legend(symbolLimit=0)),
+        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
+        tooltip=["model:N", alt.Tooltip("best_per_sec:Q", title="images/s", format=".1f"),
+                 alt.Tooltip("best_batch:Q", title="at batch"),
+                 alt.Tooltip("top1:Q", format=".2f"), "family:N"],
+    ).add_params(families).interactive()
+    df["neg_rate"] = -df["best_per_sec"]
+    frontier = pareto_frontier(df, "neg_rate", "top1")
+    line = alt.Chart(frontier).mark_line(color="black", strokeDash=[4, 3], interpolate="step-before"
+                                         ).encode(x="best_per_sec:Q", y="top1:Q")
+    return alt.layer(points, line).properties(
+        width=WIDTH, height=HEIGHT, title=_title(
+            f"Top-1 accuracy vs throughput, {what} (dashed: Pareto frontier)", counts))

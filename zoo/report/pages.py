@@ -28,8 +28,12 @@ def chart_html(name: str, spec: dict, download: bool = True) -> str:
             + links)
 
 
-def table_md(df: pd.DataFrame, counts: pd.DataFrame, download: str | None = None) -> str:
-    """A Markdown table, stamped; with links to its exports (pages at the docs root)."""
+def table_md(df: pd.DataFrame, counts: pd.DataFrame, download: str | None = None,
+             exports: dict | None = None) -> str:
+    """A Markdown table, stamped; with links to its exports (pages at the docs root), which the
+    build writes from ``exports[download]``."""
+    if download and exports is not None:
+        exports[download] = df
     text = df.to_markdown(index=False, disable_numparse=True) + "\n\n"
     links = (f" · download: [CSV](downloads/{download}.csv) · [Markdown](downloads/{download}.md)"
              f" · [LaTeX](downloads/{download}.tex)") if download else ""
@@ -192,7 +196,8 @@ def memory_section(fits: pd.DataFrame | None, counts: pd.DataFrame) -> str:
 
 
 def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame,
-               counts: pd.DataFrame, layer_spec: dict, memory_fits: pd.DataFrame | None = None) -> str:
+               counts: pd.DataFrame, layer_spec: dict, memory_fits: pd.DataFrame | None = None,
+               latency: pd.DataFrame | None = None) -> str:
     name = f"{row['arch']}.{row['weights']}"
     key_numbers = pd.DataFrame([
         ("library", row["library"]), ("architecture", row["arch"]), ("weights", row["weights"]),
@@ -222,6 +227,7 @@ def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame
         + "## Where the counters differ\n\nGMACs per op category.\n\n" + table_md(by_cat, counts)
         + (f"What the counters could not count:\n\n{note_lines}\n" if note_lines else "")
         + memory_section(memory_fits, counts)
+        + latency_section(latency, counts)
         + "## Layers\n\n" + chart_html("layers", layer_spec, download=False)
         + "Leaf modules in call order, from the reference counter (batch 1).\n\n"
         + table_md(table, counts)
@@ -243,7 +249,8 @@ def data_page(counts: pd.DataFrame, files: list[str], bibtex: str) -> str:
 
 
 def memory_page(counts: pd.DataFrame, fits: pd.DataFrame, savings: pd.DataFrame,
-                measured: pd.DataFrame | None, specs: dict, reserve: str) -> str:
+                measured: pd.DataFrame | None, specs: dict, reserve: str,
+                exports: dict | None = None) -> str:
     from zoo.catalogue.cards import GPU_GB
 
     def fit_table(mode, precision, optimizer):
@@ -274,7 +281,7 @@ def memory_page(counts: pd.DataFrame, fits: pd.DataFrame, savings: pd.DataFrame,
                 f"median |error| {100 * err.median():.1f}%, worst {100 * err.max():.1f}%.\n\n"
                 + table_md(measured.drop(columns=[c for c in measured.columns
                                                   if c.endswith("_version")]).map(_fmt4), counts,
-                           "memory-measured"))
+                           "memory-measured-table", exports))
     else:
         meas = ("No GPU measurement is in `data/memory-measured.csv` yet: run `scripts/gpu-check` "
                 "on a CUDA machine to add one; each measured row appears here beside its "
@@ -295,14 +302,90 @@ def memory_page(counts: pd.DataFrame, fits: pd.DataFrame, savings: pd.DataFrame,
         + chart_html("memory-breakdown", specs["memory-breakdown"])
         + f"## Will it fit?\n\nThe largest batch whose predicted peak fits on each card. {reserve}\n\n"
         "### Training, fp32, AdamW\n\n" + table_md(fit_table("training", "fp32", "adamw"), counts,
-                                                  "fit-training-fp32-adamw")
+                                                  "fit-training-fp32-adamw", exports)
         + "### Training, AMP bf16, AdamW\n\n" + table_md(fit_table("training", "bf16", "adamw"),
-                                                        counts, "fit-training-bf16-adamw")
+                                                        counts, "fit-training-bf16-adamw", exports)
         + "### Inference, fp16\n\n" + table_md(fit_table("inference", "fp16", ""), counts,
-                                               "fit-inference-fp16")
+                                               "fit-inference-fp16", exports)
         + "## What the usual savings buy\n\nBytes saved against training in fp32 with AdamW at "
         "batch 32. Checkpointing where the model supports it (timm's `set_grad_checkpointing`); "
         "accumulation: batch 8 four times instead of 32 once.\n\n"
-        + table_md(save_view, counts, "memory-savings")
+        + table_md(save_view, counts, "memory-savings-table", exports)
         + "## Predicted vs measured\n\n" + meas
+    )
+
+
+def _setup_name(r) -> str:
+    return f"{r['device_name']}, {r['threads']} thread(s), {r['precision']}"
+
+
+def latency_section(latency: pd.DataFrame | None, counts: pd.DataFrame) -> str:
+    """A model page's timings: one row per set-up and batch size."""
+    if latency is None or latency.empty:
+        return ""
+    view = pd.DataFrame({
+        "device": latency["device_name"], "threads": latency["threads"].astype(str),
+        "batch": latency["infer_batch_size"].astype(str),
+        "median ms": latency["infer_step_time"].map(lambda x: fmt(x, 4)),
+        "p90 ms": latency["infer_step_time_p90"].map(lambda x: fmt(x, 4)),
+        "images/s": latency["infer_samples_per_sec"].map(lambda x: fmt(x, 4)),
+        "status": latency["status"]})
+    return ("## Latency\n\nInference time on this site's CPU (see [Latency](../latency.md)); "
+            "a skipped batch size passed the model's time budget.\n\n" + table_md(view, counts))
+
+
+def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str, dict]],
+                 misses: pd.DataFrame | None, rank: dict | None, specs: dict,
+                 latency: pd.DataFrame, published_name: str, exports: dict | None = None) -> str:
+    first = latency.iloc[0]
+    setups = ", ".join(sorted({_setup_name(r) for _, r in latency.iterrows()}))
+    skipped = int(latency["infer_step_time"].isna().sum())
+    noisy = int((latency["status"] == "noisy").sum())
+    fit_rows = pd.DataFrame([{
+        "set-up": what, "models": f["n"], "slope b": f"{f['b']:.2f}",
+        "R²": f"{f['r2']:.2f}", f"within ±{100 * 0.10:.0f}%": f"{100 * f['within']:.0f}%"}
+        for what, f in fits]) if fits else None
+    if rank is not None:
+        rank_text = (f"Spearman's rank correlation of batch-1 images per second here with timm's "
+                     f"published CPU benchmark (`{published_name}`, an Intel i7-12700H under "
+                     f"torch 2.4 with dynamo), over the {rank['n']} timm models of the same "
+                     f"architecture and image size: **ρ = {rank['rho']:.3f}**. Absolute times "
+                     "differ with the CPU and the compiler; the ranking is what carries over.\n\n")
+    else:
+        rank_text = "Too few models in common with timm's published CPU benchmark to rank.\n\n"
+    table = rows.copy()
+    view = pd.DataFrame({
+        "model": table["model"], "set-up": table.apply(_setup_name, axis=1),
+        "GMACs": table["gmacs"].map(lambda x: fmt(x, 3)),
+        "ms/image, batch 1": table["ms_per_image_b1"].map(lambda x: fmt(x, 3)),
+        "best images/s": table["best_per_sec"].map(lambda x: fmt(x, 4)),
+        "at batch": table["best_batch"].map(lambda x: "" if pd.isna(x) else str(int(x))),
+        "top-1": table["top1"].map(lambda x: fmt(x, 3))})
+    return (
+        "# Latency\n\n" + GENERATED
+        + f"Inference time measured on this site's machine: {setups}; torch "
+        f"{first['torch_version']}, eager mode, `torch.inference_mode()`, random weights, "
+        "NCHW. Each figure is the median of timed blocks after warm-up "
+        "(`torch.utils.benchmark`); see [Methods](methods.md#latency). "
+        f"{skipped} batch sizes passed their model's time budget and are recorded as skipped; "
+        f"{noisy} timings stayed noisy (IQR over 10% of the median) after a second measurement "
+        "and are kept with that flag.\n\n"
+        + chart_html("latency-vs-batch", specs["latency-vs-batch"])
+        + "## Time against operations\n\nThe survey found the operation count a fair estimate "
+        "of time. Here, log10(ms per image) = a + b log10(GMACs), fitted by least squares per "
+        "set-up; the last column is the share of models whose time the fit predicts within "
+        "±10%.\n\n"
+        + (table_md(fit_rows, counts, "latency-fit", exports) if fit_rows is not None else "")
+        + (chart_html("time-vs-ops", specs["time-vs-ops"]) if "time-vs-ops" in specs else "")
+        + ("The models the fit misses most, and what their multiply-accumulates are spent on "
+           "(the reference count's op categories; `data/ops.csv`):\n\n"
+           + table_md(misses, counts, "latency-misses", exports) if misses is not None else "")
+        + "## Accuracy against throughput\n\n"
+        + (chart_html("accuracy-vs-throughput", specs["accuracy-vs-throughput"])
+           if "accuracy-vs-throughput" in specs else "")
+        + "## Against timm's published CPU figures\n\n" + rank_text
+        + "## Every model\n\n" + table_md(view, counts, "latency-table", exports)
+        + "## On a GPU\n\nNo GPU timing is in `data/` yet: `scripts/gpu-latency` times the survey's "
+        "networks and the default zoo's families on a CUDA machine (fp32 and AMP bf16, with "
+        "power where NVML answers) and writes `data/latency-gpu.csv`.\n\n"
     )

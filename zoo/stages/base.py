@@ -22,6 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from zoo.catalogue.entries import KEY, Entry
+from zoo.errors import UsageError
 from zoo.stages.run import (
     as_weights,
     by_architecture,
@@ -48,6 +49,7 @@ class Stage:
     settings: dict = field(default_factory=dict)
     columns: dict[str, list[str]] = field(default_factory=dict)  # where not the schema's own:
     # a table's columns in file order, for tables with columns named by a pattern
+    one_at_a_time: bool = False  # models measured one after another in one worker (timing)
 
     @property
     def failures(self) -> str:
@@ -61,17 +63,24 @@ def job(entry: Entry, module: str, settings: dict) -> dict:
 
 def run(stage: Stage, entries: list[Entry], data_dir: Path | None = None, *,
         workers: int | None = None, cache: Cache | None = None, scheduler: str | None = None,
-        timeout: float | None = None, memory_limit: float | None = None, log=sys.stderr) -> dict:
+        timeout: float | None = None, memory_limit: float | None = None,
+        settings: dict | None = None, log=sys.stderr) -> dict:
     """Measure ``entries`` through ``stage`` and merge them into ``data_dir``. Returns a summary.
 
     Checked before anything is measured: the folder can be written and its tables are valid.
-    A model that fails keeps the rows it had, with its failure beside them."""
+    A model that fails keeps the rows it had, with its failure beside them. ``settings`` (default:
+    the stage's own) go to every ``measure`` call and into the cache key."""
+    if stage.one_at_a_time:
+        if scheduler:
+            raise UsageError(f"the {stage.name} stage measures one model at a time on this "
+                             "machine; it does not run on a cluster")
+        workers = 1
     data_dir = tables.check_folder(data_dir or tables.default_data())
     with tables.locked(data_dir):
         for name in stage.tables:
             tables.read(data_dir, name)
     cache = cache if cache is not None else Cache.default()
-    settings = dict(stage.settings)
+    settings = dict(stage.settings if settings is None else settings)
     start = time.perf_counter()
     groups = by_architecture(entries)
     firsts = largest_first([g[0] for g in groups.values()], [data_dir, tables.default_data()])
@@ -89,6 +98,7 @@ def run(stage: Stage, entries: list[Entry], data_dir: Path | None = None, *,
     lost = 0
     for i, entry, result, failure in each_model(todo, job, stage.name, stage.module, settings,
                                                 workers=workers, timeout=timeout,
+                                                in_process=False if stage.one_at_a_time else None,
                                                 memory_limit=memory_limit, scheduler=scheduler):
         if failure:
             failures[entry] = failure

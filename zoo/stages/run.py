@@ -183,10 +183,10 @@ def _lost(exc: BaseException, timeout: float | None, memory_limit: float | None)
 
 def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None,
                timeout: float | None = None, memory_limit: float | None = None,
-               scheduler: str | None = None):
+               scheduler: str | None = None, in_process: bool | None = None):
     """Yields ``(i, entry, result, failure)`` for every entry; ``job(entry, *args)`` runs in one of
     ``workers`` processes (one per core by default; ``workers=1`` runs here, in order, without
-    limits), or on the Dask cluster at ``scheduler``.
+    limits, unless ``in_process`` is False), or on the Dask cluster at ``scheduler``.
 
     A worker that raises, dies (``os._exit``, a signal, the kernel's out-of-memory killer), passes
     ``memory_limit`` bytes or runs past ``timeout`` seconds costs only its model: a failure row, a
@@ -198,7 +198,7 @@ def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None
         yield from each_model_on(scheduler, entries, job, stage, *args, timeout=timeout,
                                  memory_limit=memory_limit)
         return
-    if workers == 1:
+    if workers == 1 and in_process is not False:
         for i, entry in enumerate(entries, 1):
             yield (i, entry, *_guarded(job, stage, entry, *args))
         return

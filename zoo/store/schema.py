@@ -40,6 +40,7 @@ _KEY_COLS = {"library": S, "arch": S, "weights": S0, "img_size": Col("int", min=
 VERSIONS = {c: S0 for c in ("zoo_version", "torch_version", "torchvision_version", "timm_version",
                              "thop_version", "fvcore_version")}
 MEMORY_CONFIG = {"mode": S, "precision": S, "optimizer": S0}
+MS0 = Col("float", True, digits=4, min=0)  # a time (ms) or rate, as a timer can tell it
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,18 @@ TABLES = {t.name: t for t in [
                                   "amp_bf16", "sgd", "accumulation_4x", "inplace",
                                   "checkpointing")}}),
     _t("memory-failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
+    # one row per model, threads and batch size; times in ms to 4 significant digits. A batch size
+    # left out by the model's time budget is a row with status "skipped: ..." and no figures.
+    _t("latency.csv", {"device": S, "device_name": S, "threads": Col("int", min=1),
+                       "precision": S, "channels_last": Col("int", min=0, max=1),
+                       "infer_batch_size": Col("int", min=1), "infer_img_size": Col("int", min=1),
+                       **{c: MS0 for c in ("infer_step_time", "infer_step_time_p90",
+                                           "infer_step_time_iqr", "infer_samples_per_sec")},
+                       "infer_runs": Col("int", True, min=1), "status": S,
+                       **{c: S0 for c in ("zoo_version", "torch_version", "torchvision_version",
+                                          "timm_version")}},
+       ["device", "precision", "threads", "infer_batch_size"]),
+    _t("latency-failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
     _t("memory-measured.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1),
                                "predicted_bytes": BYTES, "max_allocated_bytes": BYTES,
                                "max_reserved_bytes": BYTES, "rel_error": F, "device": S,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 TIMM_RESULTS = "results-imagenet.csv"
 TIMM_BENCH_5090 = "benchmark-infer-amp-nchw-pt291-cu130-5090.csv"
+TIMM_BENCH_CPU = "benchmark-infer-fp32-nchw-pt240-cpu-i7_12700h-dynamo.csv"
 
 
 def path(name: str) -> Path:

@@ -1,0 +1,168 @@
+"""Inference time of one model against batch size, on this machine.
+
+How a figure is measured (the Methods page says the same):
+
+- the model has real, randomly initialised weights (its library's own initialisation), in
+  ``eval()`` and under ``torch.inference_mode()``, fed a random input of the batch's size;
+- ``WARMUP`` steps are run and thrown away, then ``torch.utils.benchmark.Timer.blocked_autorange``
+  times blocks of steps until ``min_run_time`` seconds have been spent (its block-size estimate is
+  more warm-up); a step's time is its block's time over the block's steps;
+- per batch size: the median step time, its 90th percentile, the interquartile range and the number
+  of blocks; images per second = batch / median;
+- a batch whose spread is too large (IQR over ``NOISE`` of the median) is measured once more, and
+  kept with status ``noisy`` if it still is; nothing is dropped;
+- a model has a time budget: a batch size whose projected cost (from the last batch's time per
+  image) would take the model past it is not run, nor is any larger one, and each is kept as a
+  ``skipped`` row. Batch 1 always runs.
+
+The clock is a parameter, so the harness is tested on a fake clock (``tests/test_latency.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+# torch is imported where it is used: the command line reads this module's defaults without it.
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+PRECISIONS = ("fp32", "bf16")
+WARMUP = 2  # steps thrown away before timing (after the first, which builds caches)
+NOISE = 0.10  # IQR over this share of the median: measured again, then kept as "noisy"
+MIN_RUN_TIME = 0.5  # seconds of timed steps per batch size
+BUDGET = 15.0  # seconds of timing per model and thread count (batch 1 always runs)
+
+
+@dataclass
+class Timing:
+    batch: int
+    status: str  # "ok", "noisy", or "skipped: <why>"
+    median: float | None = None  # seconds per step
+    p90: float | None = None
+    iqr: float | None = None
+    runs: int | None = None  # timed blocks
+    steps_per_run: int | None = None
+
+    @property
+    def per_second(self) -> float | None:
+        return self.batch / self.median if self.median else None
+
+
+def stats(times: list[float]) -> tuple[float, float, float]:
+    """Median, 90th percentile and interquartile range of per-step times."""
+    a = np.asarray(times, dtype=float)
+    q1, med, q3, p90 = np.percentile(a, [25, 50, 75, 90])
+    return float(med), float(p90), float(q3 - q1)
+
+
+def time_one(step: Callable[[], object], *, threads: int, min_run_time: float,
+             clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """One batch size: ``WARMUP`` steps, then ``blocked_autorange``; measured again where noisy."""
+    import torch
+
+    # torch.utils.benchmark imports the C++ extension helper, which logs a warning on a machine
+    # without CUDA; timing on the CPU needs none of it.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for _ in range(WARMUP):
+            step()
+    finally:
+        torch.set_num_threads(before)
+    for _ in range(2):
+        timer = Timer(stmt="step()", globals={"step": step}, timer=clock, num_threads=threads)
+        m = timer.blocked_autorange(min_run_time=min_run_time)
+        median, p90, iqr = stats(m.times)
+        if iqr <= NOISE * median:
+            status = "ok"
+            break
+    else:
+        status = "noisy"
+    return Timing(0, status, median, p90, iqr, len(m.times), m.number_per_run)
+
+
+def sweep(make_step: Callable[[int], Callable[[], object]], batches=BATCHES, *, threads: int,
+          budget: float = BUDGET, min_run_time: float = MIN_RUN_TIME,
+          clock: Callable[[], float] = time.perf_counter) -> list[Timing]:
+    """Times ``make_step(batch)()`` at each batch size, smallest first, within ``budget`` seconds
+    (by ``clock``); the batch sizes it leaves out are ``skipped`` rows."""
+    start = clock()
+    out: list[Timing] = []
+    batches = sorted(batches)
+    for i, batch in enumerate(batches):
+        if out:
+            last = out[-1]
+            per_step = last.median * batch / last.batch
+            # warm-up, the block-size estimate (about one block) and the timed blocks
+            projected = (WARMUP + 1) * per_step + max(min_run_time, per_step)
+            if clock() - start + projected > budget:
+                why = (f"skipped: about {projected:.0f} s more would pass the model's "
+                       f"{budget:g} s budget")
+                out += [Timing(b, why) for b in batches[i:]]
+                break
+        timing = time_one(make_step(batch), threads=threads, min_run_time=min_run_time,
+                          clock=clock)
+        timing.batch = batch
+        out.append(timing)
+    return out
+
+
+def model_step(model, shape: tuple, batch: int, *, precision: str = "fp32",
+               channels_last: bool = False, device: str = "cpu") -> Callable[[], object]:
+    """One inference step of ``model`` on a random input of ``batch`` samples; synchronised on
+    CUDA, so that a step's time is the device's."""
+    import torch
+
+    x = torch.randn(batch, *shape, device=device)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    cast = torch.autocast(device, dtype=torch.bfloat16) if precision == "bf16" else None
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def step():
+        with torch.inference_mode():
+            if cast is None:
+                model(x)
+            else:
+                with cast:
+                    model(x)
+        sync()
+
+    return step
+
+
+def cpu_name() -> str:
+    """The CPU's model name, as the kernel reports it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name()
+    return cpu_name()
+
+
+def all_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
