@@ -1,15 +1,20 @@
 # The data flow, one target per stage:
-#   zoo/catalogue/entries.py (which models) -> zoo count, zoo predict (measure) -> data/*.csv
+#   zoo/catalogue/entries.py (which models) -> zoo count, zoo predict, zoo time (measure)
+#   -> data/*.csv
 #   -> zoo site (charts and pages from data/ and site/) -> public/
 PYTHON ?= python3
+# the models counted and predicted: default, all (timm's whole catalogue), or names as for zoo list
+ZOO    ?= default
+# the models timed, one at a time on this machine's CPU
+TIMED  ?= default
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: zoo counts memory site serve test browser bench clean
+.PHONY: zoo counts memory latency site serve test browser bench clean
 
 # Set up .venv (once, and again when pyproject.toml changes), refresh data/, build the site.
-zoo: counts memory site
+zoo: counts memory latency site
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,10 +22,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 counts: $(STAMP)
-	$(PY) -m zoo count default
+	$(PY) -m zoo count $(ZOO)
 
 memory: $(STAMP)
-	$(PY) -m zoo predict default
+	$(PY) -m zoo predict $(ZOO)
+
+latency: $(STAMP)
+	$(PY) -m zoo time $(TIMED)
 
 site: $(STAMP)
 	$(PY) -m zoo site
@@ -42,6 +50,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/count_speed.py --zoo
 	$(PY) benchmarks/memory_speed.py
 	$(PY) benchmarks/sweep.py
+	$(PY) benchmarks/latency_repeat.py
 
 clean:
 	rm -rf public build .pytest_cache
