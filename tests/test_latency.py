@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from zoo.catalogue.entries import select
@@ -130,3 +131,36 @@ def test_bad_timing_input_gets_one_line_and_exit_2(args, says, tmp_path):
     lines = [line for line in r.stderr.splitlines() if line.startswith("zoo")]
     assert len(lines) == 1 and says in lines[0], r.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def _rows(gmacs, ms, arch=None):
+    n = len(gmacs)
+    return pd.DataFrame({"library": ["timm"] * n, "arch": arch or [f"m{i}" for i in range(n)],
+                         "weights": ["w"] * n, "img_size": [224] * n, "gmacs": gmacs,
+                         "ms_per_image_b1": ms, "model": [f"m{i}.w" for i in range(n)]})
+
+
+def test_the_time_fit_by_hand():
+    from zoo.report import timing
+
+    # ms = 2 x GMACs^0.5 exactly, then one model 30% slow: by hand the others stay within 10%
+    exact = timing.fit(_rows([1.0, 4.0, 16.0, 64.0], [2.0, 4.0, 8.0, 16.0]))
+    assert exact["b"] == pytest.approx(0.5) and 10 ** exact["a"] == pytest.approx(2.0)
+    assert exact["r2"] == pytest.approx(1.0) and exact["within"] == 1.0
+    off = timing.fit(_rows([1.0, 4.0, 16.0, 64.0, 256.0], [2.0, 4.0, 8.0, 16.0, 32.0 * 1.3]))
+    assert off["r2"] < 1.0 and off["within"] < 1.0
+    assert timing.fit(_rows([1.0, 2.0], [1.0, 2.0])) is None  # too few models to fit
+
+
+def test_rank_correlation_is_spearmans():
+    from zoo.report import timing
+
+    here = _rows([1.0] * 4, [1.0, 2.0, 4.0, 8.0], arch=["a", "b", "c", "d"])  # a fastest
+    same = pd.DataFrame({"model": ["a", "b", "c", "d"], "infer_img_size": [224] * 4,
+                         "infer_batch_size": [1] * 4, "infer_samples_per_sec": [40, 30, 20, 10]})
+    assert timing.rank_correlation(here, same)["rho"] == pytest.approx(1.0)
+    flipped = same.assign(infer_samples_per_sec=[10, 20, 30, 40])
+    assert timing.rank_correlation(here, flipped)["rho"] == pytest.approx(-1.0)
+    # by hand: ranks (4,3,2,1) against (4,3,1,2): d^2 = 0+0+1+1, rho = 1 - 6*2/(4*15) = 0.8
+    swapped = same.assign(infer_samples_per_sec=[40, 30, 10, 20])
+    assert timing.rank_correlation(here, swapped)["rho"] == pytest.approx(0.8)

@@ -30,7 +30,7 @@ SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as pa
 TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
 DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv",
                "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv",
-               "latency.csv", "latency-failures.csv"]
+               "latency.csv", "latency-failures.csv", "latency-gpu.csv"]
 TIMM_CPU_BENCH_NAME = reference.TIMM_BENCH_CPU
 
 
@@ -352,25 +352,30 @@ def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) 
 def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
                    ops: pd.DataFrame) -> list[str]:
     """The Latency page, when the latency stage has run."""
-    latency = data["latency.csv"]
+    gpu = data["latency-gpu.csv"]
+    latency = pd.concat([data["latency.csv"], gpu[data["latency.csv"].columns]],
+                        ignore_index=True) if not gpu.empty else data["latency.csv"]
     rows = timing.per_image(latency, counts) if not latency.empty else None
     if rows is None or rows.empty:
         (docs / "latency.md").write_text("# Latency\n\n" + pages.GENERATED
                                          + "Run `zoo time` to time inference on this machine.\n")
         return []
     fits = []
-    for (name, threads, precision), group in rows.groupby(["device_name", "threads", "precision"]):
+    for _, group in rows.groupby(["device", "device_name", "threads", "precision"]):
         for y, what in [("ms_per_image_b1", "batch 1"), ("ms_per_image_best", "best batch")]:
             f = timing.fit(group, y)
             if f is not None:
-                fits.append((f"{name}, {threads} thread(s), {precision}, {what}", f))
-    most = rows[rows["threads"] == rows["threads"].max()]
+                fits.append((f"{pages.setup_name(group.iloc[0])}, {what}", f))
+    cpu = rows[rows["device"] == "cpu"] if (rows["device"] == "cpu").any() else rows
+    most = cpu[cpu["threads"] == cpu["threads"].max()]
     main_fit = timing.fit(most)
-    what = f"{most['device_name'].iloc[0]}, {int(most['threads'].iloc[0])} thread(s)"
+    what = pages.setup_name(most.iloc[0])
     specs = {"latency-vs-batch": charts.latency_vs_batch(latency, counts).to_dict(),
              "accuracy-vs-throughput": charts.accuracy_vs_throughput(most, counts, what).to_dict()}
     if main_fit is not None:
         specs["time-vs-ops"] = charts.time_vs_ops(most, main_fit, counts, what).to_dict()
+    if not gpu.empty and gpu["joules_per_image"].notna().any():
+        specs["energy-vs-batch"] = charts.energy_vs_batch(gpu, counts).to_dict()
     published = pd.read_csv(reference.path(TIMM_CPU_BENCH_NAME))
     rank = timing.rank_correlation(most, published)
     downloads = docs / "downloads"
@@ -380,12 +385,12 @@ def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
     exports: dict = {}
     text = pages.latency_page(counts, rows, fits,
                               timing.misses(main_fit, ops) if main_fit is not None else None,
-                              rank, specs, latency, TIMM_CPU_BENCH_NAME, exports)
+                              rank, specs, latency, TIMM_CPU_BENCH_NAME, exports, gpu)
     (docs / "latency.md").write_text(text)
     stamp = charts.stamp(counts)
     for name, table in exports.items():
         files += export_table(table, name, downloads, f"{name}. {stamp}")
-    for name in ("latency.csv",):
+    for name in ("latency.csv", "latency-gpu.csv"):
         if (data_dir / name).exists():
             shutil.copy(data_dir / name, downloads / name)
             files.append(name)

@@ -253,8 +253,9 @@ def latency_vs_batch(latency: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
     df = latency.dropna(subset=["infer_step_time"]).copy()
     df["model"] = df["arch"] + "." + df["weights"]
     df["ms_per_image"] = df["infer_step_time"] / df["infer_batch_size"]
-    df["setup"] = (df["device_name"] + ", " + df["threads"].astype(str) + " thread(s), "
-                   + df["precision"])
+    df["setup"] = [f"{r.device_name}, {r.threads} thread{'s' if r.threads > 1 else ''}, "
+                   f"{r.precision}" if r.device == "cpu" else f"{r.device_name}, {r.precision}"
+                   for r in df.itertuples()]
     models = sorted(df["model"].unique())
     default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
     pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
@@ -320,3 +321,25 @@ def accuracy_vs_throughput(rows: pd.DataFrame, counts: pd.DataFrame, what: str) 
     return alt.layer(points, line).properties(
         width=WIDTH, height=HEIGHT, title=_title(
             f"Top-1 accuracy vs throughput, {what} (dashed: Pareto frontier)", counts))
+
+
+def energy_vs_batch(gpu: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
+    """The survey's power figure on a GPU: energy per image (J) against batch size, per precision,
+    for every model measured (pick one in the menu)."""
+    df = gpu.dropna(subset=["joules_per_image"]).copy()
+    df["model"] = df["arch"] + "." + df["weights"]
+    models = sorted(df["model"].unique())
+    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
+    pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
+        options=models, name="model "))
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("infer_batch_size:Q", scale=alt.Scale(type="log", base=2),
+                title="batch size (log2)"),
+        y=alt.Y("joules_per_image:Q", scale=alt.Scale(type="log"), title="joules per image (log)"),
+        color=alt.Color("precision:N"),
+        tooltip=["model:N", "precision:N", alt.Tooltip("infer_batch_size:Q", title="batch"),
+                 alt.Tooltip("power_w:Q", title="mean power (W)", format=".0f"),
+                 alt.Tooltip("joules_per_image:Q", title="J/image", format=".4f")],
+    ).add_params(pick).transform_filter(pick).properties(
+        width=WIDTH, height=360, title=_title(
+            f"Energy per image vs batch size, {df['device_name'].iloc[0]}", counts))

@@ -43,6 +43,16 @@ MEMORY_CONFIG = {"mode": S, "precision": S, "optimizer": S0}
 MS0 = Col("float", True, digits=4, min=0)  # a time (ms) or rate, as a timer can tell it
 
 
+LATENCY = {"device": S, "device_name": S, "threads": Col("int", min=1), "precision": S,
+           "channels_last": Col("int", min=0, max=1), "infer_batch_size": Col("int", min=1),
+           "infer_img_size": Col("int", min=1),
+           **{c: MS0 for c in ("infer_step_time", "infer_step_time_p90", "infer_step_time_iqr",
+                               "infer_samples_per_sec")},
+           "infer_runs": Col("int", True, min=1), "status": S,
+           **{c: S0 for c in ("zoo_version", "torch_version", "torchvision_version",
+                              "timm_version")}}
+
+
 @dataclass(frozen=True)
 class Table:
     name: str  # file name in data/
@@ -103,16 +113,12 @@ TABLES = {t.name: t for t in [
     _t("memory-failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
     # one row per model, threads and batch size; times in ms to 4 significant digits. A batch size
     # left out by the model's time budget is a row with status "skipped: ..." and no figures.
-    _t("latency.csv", {"device": S, "device_name": S, "threads": Col("int", min=1),
-                       "precision": S, "channels_last": Col("int", min=0, max=1),
-                       "infer_batch_size": Col("int", min=1), "infer_img_size": Col("int", min=1),
-                       **{c: MS0 for c in ("infer_step_time", "infer_step_time_p90",
-                                           "infer_step_time_iqr", "infer_samples_per_sec")},
-                       "infer_runs": Col("int", True, min=1), "status": S,
-                       **{c: S0 for c in ("zoo_version", "torch_version", "torchvision_version",
-                                          "timm_version")}},
+    _t("latency.csv", LATENCY,
        ["device", "precision", "threads", "infer_batch_size"]),
     _t("latency-failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
+    # written on a CUDA machine by scripts/gpu-latency: latency.csv's columns, with power
+    _t("latency-gpu.csv", {**LATENCY, "power_w": MS0, "joules_per_image": MS0},
+       ["device", "precision", "threads", "infer_batch_size"]),
     _t("memory-measured.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1),
                                "predicted_bytes": BYTES, "max_allocated_bytes": BYTES,
                                "max_reserved_bytes": BYTES, "rel_error": F, "device": S,
