@@ -47,23 +47,24 @@ def test_the_sweep_keeps_to_its_budget_and_records_what_it_skipped():
     out = latency.sweep(clock.make_step, [1, 2, 4, 8, 16], threads=1, budget=5.0,
                         min_run_time=0.5, clock=clock)
     # By hand: batch 1 costs 2 warm-up steps + 1 block-size step + 4 timed steps of 0.125 s
-    # (0.875 s); batch 2: 0.5 + 0.25 + 2 x 0.25 (2.125 s so far); batch 4: one warm-up step is
-    # half a second, enough: 0.5 + 0.5 + 1 x 0.5 (3.625 s); batch 8 would take about
-    # 1.0 + 1.0 + 1.0 = 3 s more, past 5 s: it and 16 are skipped.
+    # (0.875 s); batch 2: 0.5 + 0.25 + 2 timed blocks of 0.25, and a third (MIN_BLOCKS) (2.375 s
+    # so far); batch 4: one warm-up step is half a second, enough: 0.5 + 0.5 + 3 x 0.5 (4.875 s);
+    # batch 8 would take about 1 + 1 + 3 x 1 = 5 s more, past 5 s: it and 16 are skipped.
     assert [t.batch for t in out] == [1, 2, 4, 8, 16]
     assert [t.status for t in out[:3]] == ["ok"] * 3
     assert all(t.status.startswith("skipped: ") and t.median is None for t in out[3:])
-    assert [t.runs for t in out[:3]] == [4, 2, 1]
+    assert [t.runs for t in out[:3]] == [4, 3, 3]
     assert [t.median for t in out[:3]] == [0.125, 0.25, 0.5]
     assert [t.per_second for t in out[:3]] == [8.0] * 3
-    assert clock.now == 3.625 <= 5.0
+    assert clock.now == 4.875 <= 5.0
 
 
 def test_batch_one_runs_even_past_the_budget():
     clock = FakeClock(per_image=3.0)
     out = latency.sweep(clock.make_step, [1, 2], threads=1, budget=1.0, min_run_time=0.5,
                         clock=clock)
-    assert out[0].status == "ok" and out[0].median == pytest.approx(3.0) and out[0].runs == 1
+    # one block, and no time left for more: kept, and flagged
+    assert out[0].status == "few runs" and out[0].median == pytest.approx(3.0) and out[0].runs == 1
     assert out[1].status.startswith("skipped: ")
 
 

@@ -4,16 +4,18 @@ How a figure is measured (the Methods page says the same):
 
 - the model has real, randomly initialised weights (its library's own initialisation), in
   ``eval()`` and under ``torch.inference_mode()``, fed a random input of the batch's size;
-- ``WARMUP`` steps are run and thrown away (one, where one takes over ``min_run_time``), then ``torch.utils.benchmark.Timer.blocked_autorange``
-  times blocks of steps until ``min_run_time`` seconds have been spent (its block-size estimate is
+- ``WARMUP`` steps are run and thrown away (one, where one takes over ``min_run_time``), then
+  ``torch.utils.benchmark.Timer.blocked_autorange`` times blocks of steps until ``min_run_time`` seconds have been spent (its block-size estimate is
   more warm-up); a step's time is its block's time over the block's steps;
-- per batch size: the median step time, its 90th percentile, the interquartile range and the number
-  of blocks; images per second = batch / median;
-- a batch whose spread is too large (IQR over ``NOISE`` of the median) is measured once more, and
-  kept with status ``noisy`` if it still is; nothing is dropped;
+- at least ``MIN_BLOCKS`` blocks are timed where the budget allows (else the status is
+  ``few runs``); per batch size: the median step time, its 90th percentile and interquartile range
+  (over blocks: each block's time over its steps) and the number of blocks; images per second =
+  batch / median;
+- a batch whose spread is too large (IQR over ``NOISE`` of the median) is measured once more where
+  the budget allows, and kept with status ``noisy`` if it still is; nothing is dropped;
 - a model has a time budget: a batch size whose projected cost (from the last batch's time per
   image) would take the model past it is not run, nor is any larger one, and each is kept as a
-  ``skipped`` row. Batch 1 always runs.
+  ``skipped`` row. The smallest batch size always runs.
 
 The clock is a parameter, so the harness is tested on a fake clock (``tests/test_latency.py``).
 """
@@ -36,6 +38,7 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64)
 PRECISIONS = ("fp32", "bf16")
 WARMUP = 2  # steps thrown away before timing (after the first, which builds caches)
 NOISE = 0.10  # IQR over this share of the median: measured again, then kept as "noisy"
+MIN_BLOCKS = 3  # timed blocks a median, p90 and IQR need; fewer (past the budget): "few runs"
 MIN_RUN_TIME = 0.5  # seconds of timed steps per batch size
 BUDGET = 8.0  # seconds of timing per model and thread count (batch 1 always runs)
 
@@ -70,8 +73,11 @@ def warmups(per_step: float | None, min_run_time: float) -> int:
 
 
 def time_one(step: Callable[[], object], *, threads: int, min_run_time: float,
-             clock: Callable[[], float] = time.perf_counter) -> Timing:
-    """One batch size: ``WARMUP`` steps, then ``blocked_autorange``; measured again where noisy."""
+             clock: Callable[[], float] = time.perf_counter,
+             deadline: float | None = None) -> Timing:
+    """One batch size: warm-up, then ``blocked_autorange`` and at least ``MIN_BLOCKS`` blocks;
+    measured again where noisy. Nothing more is started that would end past ``deadline`` (by
+    ``clock``): a timing left with fewer blocks has the status ``few runs``."""
     import torch
 
     # torch.utils.benchmark imports the C++ extension helper, which logs a warning on a machine
@@ -82,49 +88,66 @@ def time_one(step: Callable[[], object], *, threads: int, min_run_time: float,
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        warmed = 0.0
-        for _ in range(warmups(None, min_run_time)):
+        warmed, steps = 0.0, 0
+        for _ in range(WARMUP):
             begin = clock()
             step()
             warmed += clock() - begin
+            steps += 1
             if warmed >= min_run_time:  # a slow step: one is warm-up enough
                 break
     finally:
         torch.set_num_threads(before)
-    for _ in range(2):
-        timer = Timer(stmt="step()", globals={"step": step}, timer=clock, num_threads=threads)
-        m = timer.blocked_autorange(min_run_time=min_run_time)
-        median, p90, iqr = stats(m.times)
-        if iqr <= NOISE * median:
-            status = "ok"
-            break
-    else:
-        status = "noisy"
-    return Timing(0, status, median, p90, iqr, len(m.times), m.number_per_run)
+    guess = warmed / steps
+    timer = Timer(stmt="step()", globals={"step": step}, timer=clock, num_threads=threads)
+
+    def measure() -> tuple[list[float], int]:
+        # long enough for MIN_BLOCKS blocks of slow steps, as far as the deadline allows (it
+        # keeps room for the block-size estimate, one more step)
+        want = max(min_run_time, (MIN_BLOCKS - 0.5) * guess)
+        if deadline is not None:
+            want = min(want, max(0.0, deadline - clock() - guess))
+        m = timer.blocked_autorange(min_run_time=want)
+        return list(m.times), m.number_per_run
+
+    begin = clock()
+    times, number = measure()
+    median, p90, iqr = stats(times)
+    if len(times) >= MIN_BLOCKS and iqr > NOISE * median \
+            and (deadline is None or 2 * clock() - begin <= deadline):
+        times, number = measure()  # once more: a spread can be a passing disturbance
+        median, p90, iqr = stats(times)
+    status = ("few runs" if len(times) < MIN_BLOCKS
+              else "noisy" if iqr > NOISE * median else "ok")
+    return Timing(0, status, median, p90, iqr, len(times), number)
+
+
+def projected_cost(per_step: float, min_run_time: float) -> float:
+    """Seconds one batch size is expected to take, from its step time: warm-up, the block-size
+    estimate (a block) and the timed blocks (at least ``MIN_BLOCKS``, at least ``min_run_time``)."""
+    blocks = max(math.ceil(min_run_time / per_step), MIN_BLOCKS)
+    return (warmups(per_step, min_run_time) + 1 + blocks) * per_step
 
 
 def sweep(make_step: Callable[[int], Callable[[], object]], batches=BATCHES, *, threads: int,
           budget: float = BUDGET, min_run_time: float = MIN_RUN_TIME,
           clock: Callable[[], float] = time.perf_counter) -> list[Timing]:
     """Times ``make_step(batch)()`` at each batch size, smallest first, within ``budget`` seconds
-    (by ``clock``); the batch sizes it leaves out are ``skipped`` rows."""
+    (by ``clock``); the batch sizes it leaves out are ``skipped`` rows. The smallest always runs."""
     start = clock()
     out: list[Timing] = []
     batches = sorted(batches)
     for i, batch in enumerate(batches):
         if out:
             last = out[-1]
-            per_step = last.median * batch / last.batch
-            # warm-up, the block-size estimate (about one block) and the timed blocks
-            projected = (warmups(per_step, min_run_time) + 1) * per_step \
-                + max(min_run_time, per_step)
+            projected = projected_cost(last.median * batch / last.batch, min_run_time)
             if clock() - start + projected > budget:
-                why = (f"skipped: about {projected:.0f} s more would pass the model's "
+                why = (f"skipped: about {projected:.1f} s more would pass the model's "
                        f"{budget:g} s budget")
                 out += [Timing(b, why) for b in batches[i:]]
                 break
         timing = time_one(make_step(batch), threads=threads, min_run_time=min_run_time,
-                          clock=clock)
+                          clock=clock, deadline=start + budget)
         timing.batch = batch
         out.append(timing)
     return out

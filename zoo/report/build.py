@@ -275,8 +275,10 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
             files.append(name)
 
     explorer_spec = charts.explorer(everything).to_dict()
+    failures = pd.concat([data[name] for name in ("failures.csv", "memory-failures.csv",
+                                                  "latency-failures.csv")], ignore_index=True)
     (docs / "explorer.md").write_text(pages.explorer(
-        everything, explorer_spec, tables.keys(counts), data["failures.csv"]))
+        everything, explorer_spec, tables.keys(counts), failures))
     (docs / "index.md").write_text(pages.home(counts, specs["bubble"]))
     (docs / "figures.md").write_text(pages.figures(counts, specs))
     (docs / "counters.md").write_text(pages.counters(ctable, cats, counts, specs["counter-ratios"]))

@@ -171,10 +171,14 @@ def explorer(counts: pd.DataFrame, spec: dict, pages_of: set[tuple], failures: p
             + chart_html("explorer", spec) + table_md(view, counts))
     if not failures.empty:
         reasons = failures["error"].str.extract(r"^([^:]+)", expand=False).fillna("error")
-        by = (failures.assign(reason=reasons).groupby("reason", sort=True)
+        by = (failures.assign(reason=reasons).groupby(["stage", "reason"], sort=True)
               .agg(models=("arch", "size"), examples=("arch", lambda a: ", ".join(sorted(set(a))[:5]))))
-        text += ("## Not counted, by reason\n\n"
-                 + table_md(by.reset_index().sort_values("models", ascending=False, kind="stable")
+        text += ("## Not measured, by stage and reason\n\nA model that one stage could not "
+                 "measure keeps its other figures; its row in that stage's failures table "
+                 "(`failures.csv`, `memory-failures.csv`, `latency-failures.csv`) holds the "
+                 "whole error.\n\n"
+                 + table_md(by.reset_index().sort_values(["stage", "models"],
+                                                         ascending=[True, False], kind="stable")
                             .astype(str), counts))
     return text
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
 import zoo
 from zoo.catalogue.build import build, input_shape
 from zoo.catalogue.entries import KEY, Entry
@@ -48,8 +50,11 @@ def rows_of(entry: Entry, timings: list[latency.Timing], how: dict, threads: int
 
 
 def time_model(entry: Entry, how: dict) -> list[dict]:
-    """The sweep at ``how["threads"]``, and batch 1 on one thread where that is more than one."""
+    """The sweep at ``how["threads"]``, and the smallest batch on one thread where that is more
+    than one."""
     model = build(entry, how["device"])
+    if how["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
     shape = input_shape(entry)
 
     def step(batch):
@@ -58,7 +63,7 @@ def time_model(entry: Entry, how: dict) -> list[dict]:
 
     rows = []
     for threads, batches in [(how["threads"], how["batches"])] + (
-            [(1, [1])] if how["threads"] > 1 else []):
+            [(1, [min(how["batches"])])] if how["threads"] > 1 else []):
         timings = latency.sweep(step, batches, threads=threads, budget=how["budget"],
                                 min_run_time=how["min_run_time"])
         rows += rows_of(entry, timings, how, threads)
@@ -67,19 +72,20 @@ def time_model(entry: Entry, how: dict) -> list[dict]:
 
 def _status(result: dict) -> str:
     rows = result["latency.csv"]
-    sweep = [r for r in rows if r["threads"] == max(x["threads"] for x in rows)]
-    timed = [r for r in sweep if r["infer_step_time"] is not None]
+    most = max(r["threads"] for r in rows)
+    timed = [r for r in rows if r["threads"] == most and r["infer_step_time"] is not None]
     if not timed:
         return "no batch size timed"
     best = max(timed, key=lambda r: r["infer_samples_per_sec"])
-    one = [r for r in rows if r["threads"] == 1 and r["infer_step_time"] is not None
-           and r not in sweep]
+    one = [r for r in rows if r["threads"] == 1 and most > 1 and r["infer_step_time"] is not None]
     skipped = sum(r["infer_step_time"] is None for r in rows)
-    noisy = sum(r["status"] == "noisy" for r in rows)
-    return (f"batch 1: {timed[0]['infer_step_time']:.1f} ms on {timed[0]['threads']} thread(s)"
-            + (f", {one[0]['infer_step_time']:.1f} ms on 1" if one else "")
+    flagged = sum(r["status"] in ("noisy", "few runs") for r in rows)
+    first = timed[0]
+    return (f"batch {first['infer_batch_size']}: {first['infer_step_time']:.1f} ms on {most} "
+            f"threads" + (f", {one[0]['infer_step_time']:.1f} ms on 1" if one else "")
             + f"; best {best['infer_samples_per_sec']:.0f} img/s at batch {best['infer_batch_size']}"
-            + (f", {skipped} skipped" if skipped else "") + (f", {noisy} noisy" if noisy else ""))
+            + (f", {skipped} skipped" if skipped else "")
+            + (f", {flagged} noisy or few runs" if flagged else ""))
 
 
 def _summary(done: int, models: int, failed: int, seconds: float, data_dir: Path) -> str:
