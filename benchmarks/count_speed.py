@@ -2,7 +2,7 @@
 
 For each model of the fixed "bench" set, each path runs in a fresh process (so peak memory is its
 own; each path runs twice and the second, warm run is timed): the reference path (build on meta,
-``counting.count_forward``), and thop and fvcore as their users run them (a real CPU model with
+``zoo.measure.flops.count_forward``), and thop and fvcore as their users run them (a real CPU model with
 initialised weights, a real input). Prints seconds, the ratios, and each
 process's peak RSS. ``--zoo`` also times ``zoo count default`` into a temporary folder.
 

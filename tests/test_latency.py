@@ -166,3 +166,18 @@ def test_rank_correlation_is_spearmans():
     # by hand: ranks (4,3,2,1) against (4,3,1,2): d^2 = 0+0+1+1, rho = 1 - 6*2/(4*15) = 0.8
     swapped = same.assign(infer_samples_per_sec=[40, 30, 10, 20])
     assert timing.rank_correlation(here, swapped)["rho"] == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("script", ["gpu-check", "gpu-latency"])
+def test_the_gpu_scripts_models_are_in_the_default_zoo(script):
+    """The GPU machine has neither pandas nor the whole catalogue's listing: every model a GPU
+    script names must be found in the default zoo, exactly once."""
+    import ast
+
+    from zoo.catalogue.entries import default_zoo
+
+    tree = ast.parse((ROOT / "scripts" / script).read_text())
+    models = next(ast.literal_eval(node.value) for node in tree.body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "MODELS")
+    found = select(models, zoo=default_zoo())
+    assert len(found) == len(models) == len(set(models))

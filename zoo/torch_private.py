@@ -33,6 +33,11 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401
 from torch.utils._pytree import tree_flatten
 
 
+def writes_to_inputs(func) -> bool:
+    """Whether an op's schema says it writes to one of its inputs."""
+    return func._schema.is_mutable
+
+
 def is_higher_order(func) -> bool:
     return isinstance(func, torch._ops.HigherOrderOperator)
 
@@ -127,7 +132,7 @@ _FRESH: dict = {}
 
 
 def _fresh_outputs(func) -> bool:
-    """An op whose outputs follow from its inputs' shapes (``counting.outputs_from_shapes``),
+    """An op whose outputs follow from its inputs' shapes (``outputs_from_shapes``),
     pure or writing only to the data of some inputs (batch norm's running statistics): on fake
     tensors, which hold no data, that changes nothing. Not an op found aliasing its input."""
     fresh = _FRESH.get(func)

@@ -1,2 +1,2 @@
 """The command line: argument parsing and one-line errors (main), one model's memory answer
-(memory)."""
+(memory), one model's timings (latency)."""

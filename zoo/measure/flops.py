@@ -39,6 +39,7 @@ from zoo.torch_private import (
     make_channels_last_strides_for,
     make_contiguous_strides_for,
     outputs_from_shapes,
+    writes_to_inputs,
 )
 
 aten = torch.ops.aten
@@ -151,7 +152,7 @@ _NO_SKIP = {torch.ops.aten.size.default, torch.ops.aten.sym_size.default,
 
 
 def _holds_no_product(func) -> bool:
-    return torch.Tag.pointwise in func.tags or func._overloadpacket.__name__ in _NORMS
+    return torch.Tag.pointwise in func.tags or func.overloadpacket.__name__ in _NORMS
 
 
 _PURE: dict = {}  # op -> whether the op is pure (see is_pure)
@@ -162,7 +163,7 @@ def is_pure(func) -> bool:
     and has no data-dependent output size: its output sizes follow from its inputs' shapes."""
     pure = _PURE.get(func)
     if pure is None:
-        pure = outputs_from_shapes(func) and not func._schema.is_mutable
+        pure = outputs_from_shapes(func) and not writes_to_inputs(func)
         _PURE[func] = pure
     return pure
 
@@ -393,7 +394,7 @@ class ProductCounter(TorchDispatchMode):
             return func(*args, **kwargs)
         if is_higher_order(func):
             return NotImplemented
-        packet = func._overloadpacket
+        packet = func.overloadpacket
         if packet not in self.registry and not _holds_no_product(func) and is_composite(func):
             with self:
                 out = func.decompose(*args, **kwargs)

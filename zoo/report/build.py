@@ -30,6 +30,7 @@ SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as pa
 TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
 DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv",
                "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv",
+               "memory-failures.csv",
                "latency.csv", "latency-failures.csv", "latency-gpu.csv"]
 TIMM_CPU_BENCH_NAME = reference.TIMM_BENCH_CPU
 
@@ -364,12 +365,13 @@ def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
         return []
     fits = []
     for _, group in rows.groupby(["device", "device_name", "threads", "precision"]):
-        for y, what in [("ms_per_image_b1", "batch 1"), ("ms_per_image_best", "best batch")]:
+        several = group["best_batch"].gt(1).any()  # else its best batch is its batch 1
+        for y, what in [("ms_per_image_b1", "batch 1")] + (
+                [("ms_per_image_best", "best batch")] if several else []):
             f = timing.fit(group, y)
             if f is not None:
                 fits.append((f"{pages.setup_name(group.iloc[0])}, {what}", f))
-    cpu = rows[rows["device"] == "cpu"] if (rows["device"] == "cpu").any() else rows
-    most = cpu[cpu["threads"] == cpu["threads"].max()]
+    most = timing.main_setup(rows)
     main_fit = timing.fit(most)
     what = pages.setup_name(most.iloc[0])
     specs = {"latency-vs-batch": charts.latency_vs_batch(latency, counts).to_dict(),
@@ -379,7 +381,7 @@ def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
     if not gpu.empty and gpu["joules_per_image"].notna().any():
         specs["energy-vs-batch"] = charts.energy_vs_batch(gpu, counts).to_dict()
     published = pd.read_csv(reference.path(TIMM_CPU_BENCH_NAME))
-    rank = timing.rank_correlation(most, published)
+    rank = timing.rank_correlation(most, published) if most["device"].iloc[0] == "cpu" else None
     downloads = docs / "downloads"
     files = []
     for name, spec in specs.items():

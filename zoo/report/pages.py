@@ -347,10 +347,13 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
                  gpu: pd.DataFrame | None = None) -> str:
     first = latency.iloc[0]
     setups = ", ".join(sorted({setup_name(r) for _, r in latency.iterrows()}))
-    skipped = int(latency["infer_step_time"].isna().sum())
-    noisy = int((latency["status"] == "noisy").sum())
+    timings = latency.drop_duplicates(["library", "arch", "img_size", "device", "device_name",
+                                       "precision", "threads", "infer_batch_size"])
+    skipped = int(timings["status"].str.contains("budget").sum())
+    noisy = int((timings["status"] == "noisy").sum())
+    few = int((timings["status"] == "few runs").sum())
     fit_rows = pd.DataFrame([{
-        "set-up": what, "models": f["n"], "slope b": f"{f['b']:.2f}",
+        "set-up": what, "architectures": f["n"], "slope b": f"{f['b']:.2f}",
         "R²": f"{f['r2']:.2f}", f"within ±{100 * 0.10:.0f}%": f"{100 * f['within']:.0f}%"}
         for what, f in fits]) if fits else None
     if rank is not None:
@@ -390,9 +393,10 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
         f"{first['torch_version']}, eager mode, `torch.inference_mode()`, random weights, "
         "NCHW. Each figure is the median of timed blocks after warm-up "
         "(`torch.utils.benchmark`); see [Methods](methods.md#latency). "
-        f"{skipped} batch sizes passed their model's time budget and are recorded as skipped; "
-        f"{noisy} timings stayed noisy (IQR over 10% of the median) after a second measurement "
-        "and are kept with that flag.\n\n"
+        f"{skipped} batch sizes would have passed their model's time budget and are recorded as "
+        f"skipped; {noisy} timings stayed noisy (IQR over 10% of the median) after a second "
+        f"measurement, and {few} had time for fewer than three timed blocks (large models); "
+        "both are kept with that flag. Weights of one architecture share its timings.\n\n"
         + chart_html("latency-vs-batch", specs["latency-vs-batch"])
         + "## Time against operations\n\nThe survey found the operation count a fair estimate "
         "of time. Here, log10(ms per image) = a + b log10(GMACs), fitted by least squares per "

@@ -42,9 +42,11 @@ def per_image(latency: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit(rows: pd.DataFrame, y: str = "ms_per_image_b1") -> dict | None:
-    """log10(y) = a + b log10(GMACs) over ``rows`` (one set-up); None with fewer than 3 models."""
+    """log10(y) = a + b log10(GMACs) over ``rows`` (one set-up), one point per architecture and
+    image size; None with fewer than 3."""
     df = rows.dropna(subset=[y, "gmacs"])
-    df = df[(df[y] > 0) & (df["gmacs"] > 0)]
+    # one point per architecture and size: sibling weights share their timing
+    df = df[(df[y] > 0) & (df["gmacs"] > 0)].drop_duplicates(["library", "arch", "img_size"])
     if len(df) < 3:
         return None
     x, t = np.log10(df["gmacs"].to_numpy()), np.log10(df[y].to_numpy())
@@ -82,6 +84,17 @@ def misses(result: dict, ops: pd.DataFrame, n: int = 8) -> pd.DataFrame:
         "measured / fit": worst["ratio"].map("{:.2f}".format).values,
         "MACs spent on": [spent(tuple(k)) for k in worst[KEY].itertuples(index=False)],
     })
+
+
+def main_setup(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the set-up the page's figures show: the CPU set-up with the most threads in
+    fp32 (the machine's own sweep), else the set-up with the most models."""
+    setups = rows.groupby(SETUP)["arch"].nunique().reset_index(name="models")
+    cpu = setups[(setups["device"] == "cpu") & (setups["precision"] == "fp32")]
+    pick = (cpu.sort_values(["threads", "models"]).iloc[-1] if not cpu.empty
+            else setups.sort_values("models").iloc[-1])
+    mine = (rows[SETUP] == pick[SETUP].values).all(axis=1)
+    return rows[mine]
 
 
 def rank_correlation(rows: pd.DataFrame, published: pd.DataFrame) -> dict | None:

@@ -50,7 +50,7 @@ def run_isolated(job, stage: str, entry, args: tuple, timeout, memory_limit):
 
 def each_model_on(scheduler: str, entries, job, stage: str, *args, timeout=None,
                   memory_limit=None):
-    """``runner.each_model`` on the cluster whose scheduler is at ``scheduler``."""
+    """``zoo.stages.run.each_model`` on the cluster whose scheduler is at ``scheduler``."""
     try:
         from distributed import Client, as_completed
     except ImportError:
