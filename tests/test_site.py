@@ -241,3 +241,24 @@ def test_site_builds_from_any_subset(tmp_path, models):
     with_acc = tables.read(data, "counts.csv").top1.notna().sum()
     assert f"places {with_acc} models of" in index
     assert (tmp_path / "public" / "models" / "index.html").exists()
+
+
+def test_every_table_download_is_a_link_to_a_file(built):
+    """The stamp under a table links its CSV, Markdown and LaTeX exports, and each link resolves
+    to a file of the built site (the memory page's exports were once linked but never written,
+    and the links shown as text)."""
+    import re
+
+    stamps = 0
+    for page in PUBLIC.rglob("index.html"):
+        html = page.read_text()
+        for para in re.findall(r'<p class="zoo-stamp">(.*?)</p>', html, re.S):
+            if "download:" not in para:
+                continue
+            stamps += 1
+            hrefs = re.findall(r'<a href="([^"]+)"', para)
+            assert len(hrefs) == 3, f"{page}: {para[:200]}"
+            for href in hrefs:  # a Markdown export is also built as a page: its folder's index
+                target = (page.parent / href).resolve()
+                assert target.is_file() or (target / "index.html").is_file(), f"{page}: {href}"
+    assert stamps >= 8  # counters (2), memory (5), latency (3), ...

@@ -37,7 +37,8 @@ def table_md(df: pd.DataFrame, counts: pd.DataFrame, download: str | None = None
     text = df.to_markdown(index=False, disable_numparse=True) + "\n\n"
     links = (f" · download: [CSV](downloads/{download}.csv) · [Markdown](downloads/{download}.md)"
              f" · [LaTeX](downloads/{download}.tex)") if download else ""
-    return text + f'<p class="zoo-stamp">{stamp(counts)}{links}</p>\n\n'
+    # markdown="span": the links inside the HTML paragraph are read as Markdown (md_in_html)
+    return text + f'<p class="zoo-stamp" markdown="span">{stamp(counts)}{links}</p>\n\n'
 
 
 def model_slug(row) -> str:
@@ -346,7 +347,7 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
                  latency: pd.DataFrame, published_name: str, exports: dict | None = None,
                  gpu: pd.DataFrame | None = None) -> str:
     first = latency.iloc[0]
-    setups = ", ".join(sorted({setup_name(r) for _, r in latency.iterrows()}))
+    setups = " and ".join(sorted({setup_name(r) for _, r in latency.iterrows()}))
     timings = latency.drop_duplicates(["library", "arch", "img_size", "device", "device_name",
                                        "precision", "threads", "infer_batch_size"])
     skipped = int(timings["status"].str.contains("budget").sum())
