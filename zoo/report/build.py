@@ -295,7 +295,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     ops_by_key = {k: g for k, g in ops.groupby(KEY, sort=False)}
     notes_by_key = {k: g for k, g in notes.groupby(KEY, sort=False)} if not notes.empty else {}
     empty_layers = layers.iloc[:0]
-    fits = data["memory-fit.csv"].copy()
+    fits = _of(data["memory-fit.csv"], counts)
     if not fits.empty:
         fits["optimizer"] = fits["optimizer"].fillna("")
     fits_by_key = {k: g for k, g in fits.groupby(KEY, sort=False)} if not fits.empty else {}
@@ -315,18 +315,25 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     return summary
 
 
+def _of(table: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` whose model is one of ``counts``' (the pages' models), as a copy."""
+    keys = tables.keys(counts)
+    mine = [k in keys for k in table[KEY].itertuples(index=False, name=None)]
+    return table[mine].reset_index(drop=True) if len(table) else table.copy()
+
+
 def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]:
     """The Memory page, when the memory stage has run."""
     from zoo.catalogue import cards
 
-    mem, fits = data["memory.csv"].copy(), data["memory-fit.csv"].copy()
+    mem, fits = _of(data["memory.csv"], counts), _of(data["memory-fit.csv"], counts)
     if mem.empty or fits.empty:
         (docs / "memory.md").write_text("# Memory\n\n" + pages.GENERATED
                                         + "Run `make zoo` to predict memory.\n")
         return []
     mem["optimizer"] = mem["optimizer"].fillna("")
     fits["optimizer"] = fits["optimizer"].fillna("")
-    savings = data["memory-savings.csv"]
+    savings = _of(data["memory-savings.csv"], counts)
     measured = data["memory-measured.csv"] if not data["memory-measured.csv"].empty else None
     specs = {"memory-vs-batch": charts.memory_vs_batch(mem, fits, counts).to_dict(),
              "memory-vs-params": charts.memory_vs_params(fits, counts).to_dict(),
@@ -355,9 +362,9 @@ def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) 
 def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
                    ops: pd.DataFrame) -> list[str]:
     """The Latency page, when the latency stage has run."""
-    gpu = data["latency-gpu.csv"]
-    latency = pd.concat([data["latency.csv"], gpu[data["latency.csv"].columns]],
-                        ignore_index=True) if not gpu.empty else data["latency.csv"]
+    gpu = _of(data["latency-gpu.csv"], counts)
+    latency = pd.concat([_of(data["latency.csv"], counts), gpu[data["latency.csv"].columns]],
+                        ignore_index=True) if not gpu.empty else _of(data["latency.csv"], counts)
     rows = timing.per_image(latency, counts) if not latency.empty else None
     if rows is None or rows.empty:
         (docs / "latency.md").write_text("# Latency\n\n" + pages.GENERATED
