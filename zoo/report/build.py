@@ -33,6 +33,9 @@ DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "fail
                "memory-failures.csv",
                "latency.csv", "latency-failures.csv", "latency-gpu.csv"]
 TIMM_CPU_BENCH_NAME = reference.TIMM_BENCH_CPU
+# the tables of the Memory and Latency pages, which show the default zoo's models
+PAGE_TABLES = ["memory.csv", "memory-fit.csv", "memory-savings.csv", "latency.csv",
+               "latency-gpu.csv"]
 
 
 MARKER = ".zoo-site"  # in a folder zoo site made, so that it only ever replaces its own
@@ -217,9 +220,8 @@ def default_zoo_rows(counts: pd.DataFrame) -> pd.DataFrame:
     shows every row); all rows where the data holds none of it."""
     from zoo.catalogue.entries import default_zoo
 
-    keys = {e.key for e in default_zoo()}
-    mine = [tuple(k) in keys for k in counts[KEY].itertuples(index=False, name=None)]
-    return counts[mine].reset_index(drop=True) if any(mine) else counts
+    mine = _rows_of(counts, {e.key for e in default_zoo()})
+    return mine if len(mine) else counts
 
 
 def read_data(data_dir: Path) -> dict[str, pd.DataFrame]:
@@ -286,8 +288,12 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     (docs / "models.md").write_text(pages.model_index(counts))
     (docs / "methods.md").write_text(fill((SOURCES / "methods.md").read_text(), methods_values(
         counts, layers, data["memory-fit.csv"])))
-    files += _memory_pages(data, data_dir, docs, counts)
-    files += _latency_pages(data, data_dir, docs, counts, ops)
+    keys = tables.keys(counts)
+    shown = {name: _rows_of(data[name], keys) for name in PAGE_TABLES}  # the pages' models
+    for name in ("memory.csv", "memory-fit.csv"):
+        shown[name]["optimizer"] = shown[name]["optimizer"].fillna("")
+    files += _memory_pages(shown, data["memory-measured.csv"], data_dir, docs, counts)
+    files += _latency_pages(shown, data_dir, docs, counts, ops)
     (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
     model_dir = docs / "models"
     model_dir.mkdir()
@@ -295,11 +301,9 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     ops_by_key = {k: g for k, g in ops.groupby(KEY, sort=False)}
     notes_by_key = {k: g for k, g in notes.groupby(KEY, sort=False)} if not notes.empty else {}
     empty_layers = layers.iloc[:0]
-    fits = _of(data["memory-fit.csv"], counts)
-    if not fits.empty:
-        fits["optimizer"] = fits["optimizer"].fillna("")
+    fits = shown["memory-fit.csv"]
     fits_by_key = {k: g for k, g in fits.groupby(KEY, sort=False)} if not fits.empty else {}
-    lat = data["latency.csv"]
+    lat = shown["latency.csv"]
     lat_by_key = {k: g for k, g in lat.groupby(KEY, sort=False)} if not lat.empty else {}
     for _, row in counts.iterrows():
         key = tuple(row[KEY])
@@ -315,43 +319,24 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     return summary
 
 
-def _of(table: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``table`` whose model is one of ``counts``' (the pages' models), as a copy."""
-    keys = tables.keys(counts)
+def _rows_of(table: pd.DataFrame, keys: set[tuple]) -> pd.DataFrame:
+    """The rows of ``table`` whose model key is in ``keys``, as a new frame."""
     mine = [k in keys for k in table[KEY].itertuples(index=False, name=None)]
-    return table[mine].reset_index(drop=True) if len(table) else table.copy()
+    return table.loc[mine].reset_index(drop=True)
 
 
-def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) -> list[str]:
-    """The Memory page, when the memory stage has run."""
-    from zoo.catalogue import cards
-
-    mem, fits = _of(data["memory.csv"], counts), _of(data["memory-fit.csv"], counts)
-    if mem.empty or fits.empty:
-        (docs / "memory.md").write_text("# Memory\n\n" + pages.GENERATED
-                                        + "Run `make zoo` to predict memory.\n")
-        return []
-    mem["optimizer"] = mem["optimizer"].fillna("")
-    fits["optimizer"] = fits["optimizer"].fillna("")
-    savings = _of(data["memory-savings.csv"], counts)
-    measured = data["memory-measured.csv"] if not data["memory-measured.csv"].empty else None
-    specs = {"memory-vs-batch": charts.memory_vs_batch(mem, fits, counts).to_dict(),
-             "memory-vs-params": charts.memory_vs_params(fits, counts).to_dict(),
-             "memory-breakdown": charts.memory_breakdown(mem, counts).to_dict()}
+def _publish(docs: Path, data_dir: Path, counts: pd.DataFrame, specs: dict, exports: dict,
+             data_tables: tuple[str, ...]) -> list[str]:
+    """A page's downloads: its charts (SVG, PDF), its tables (CSV, Markdown, LaTeX) and the data
+    files behind it, as they are; returns the file names."""
     downloads = docs / "downloads"
     files = []
     for name, spec in specs.items():
         files += export_chart(spec, name, downloads)
-    reserve = (f"Usable memory = (card size - {cards.CONTEXT_BYTES // 2**20} MiB for the CUDA "
-               f"context) x {1 - cards.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
-               "segments and fragmentation; card sizes are taken as GiB.")
-    exports: dict = {}
-    text = pages.memory_page(counts, fits, savings, measured, specs, reserve, exports)
-    (docs / "memory.md").write_text(text)
     stamp = charts.stamp(counts)
     for name, table in exports.items():
         files += export_table(table, name, downloads, f"{name}. {stamp}")
-    for name in ("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"):
+    for name in data_tables:
         file = TABLES[name].file
         if (data_dir / file).exists():
             shutil.copy(data_dir / file, downloads / file)
@@ -359,12 +344,35 @@ def _memory_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame) 
     return files
 
 
-def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
+def _memory_pages(shown: dict, measured: pd.DataFrame, data_dir: Path, docs: Path,
+                  counts: pd.DataFrame) -> list[str]:
+    """The Memory page, when the memory stage has run (``shown``: the page's models' rows)."""
+    from zoo.catalogue import cards
+
+    mem, fits, savings = shown["memory.csv"], shown["memory-fit.csv"], shown["memory-savings.csv"]
+    if mem.empty or fits.empty:
+        (docs / "memory.md").write_text("# Memory\n\n" + pages.GENERATED
+                                        + "Run `make zoo` to predict memory.\n")
+        return []
+    measured = measured if not measured.empty else None
+    specs = {"memory-vs-batch": charts.memory_vs_batch(mem, fits, counts).to_dict(),
+             "memory-vs-params": charts.memory_vs_params(fits, counts).to_dict(),
+             "memory-breakdown": charts.memory_breakdown(mem, counts).to_dict()}
+    reserve = (f"Usable memory = (card size - {cards.CONTEXT_BYTES // 2**20} MiB for the CUDA "
+               f"context) x {1 - cards.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
+               "segments and fragmentation; card sizes are taken as GiB.")
+    exports: dict = {}
+    text = pages.memory_page(counts, fits, savings, measured, specs, reserve, exports)
+    (docs / "memory.md").write_text(text)
+    return _publish(docs, data_dir, counts, specs, exports, (
+        "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"))
+
+
+def _latency_pages(shown: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
                    ops: pd.DataFrame) -> list[str]:
-    """The Latency page, when the latency stage has run."""
-    gpu = _of(data["latency-gpu.csv"], counts)
-    latency = pd.concat([_of(data["latency.csv"], counts), gpu[data["latency.csv"].columns]],
-                        ignore_index=True) if not gpu.empty else _of(data["latency.csv"], counts)
+    """The Latency page, when the latency stage has run (``shown``: the page's models' rows)."""
+    cpu, gpu = shown["latency.csv"], shown["latency-gpu.csv"]
+    latency = pd.concat([cpu, gpu[cpu.columns]], ignore_index=True) if not gpu.empty else cpu
     rows = timing.per_image(latency, counts) if not latency.empty else None
     if rows is None or rows.empty:
         (docs / "latency.md").write_text("# Latency\n\n" + pages.GENERATED
@@ -377,10 +385,10 @@ def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
                 [("ms_per_image_best", "best batch")] if several else []):
             f = timing.fit(group, y)
             if f is not None:
-                fits.append((f"{pages.setup_name(group.iloc[0])}, {what}", f))
+                fits.append((f"{timing.setup_name(group.iloc[0])}, {what}", f))
     most = timing.main_setup(rows)
     main_fit = timing.fit(most)
-    what = pages.setup_name(most.iloc[0])
+    what = timing.setup_name(most.iloc[0])
     specs = {"latency-vs-batch": charts.latency_vs_batch(latency, counts).to_dict(),
              "accuracy-vs-throughput": charts.accuracy_vs_throughput(most, counts, what).to_dict()}
     if main_fit is not None:
@@ -389,23 +397,12 @@ def _latency_pages(data: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,
         specs["energy-vs-batch"] = charts.energy_vs_batch(gpu, counts).to_dict()
     published = pd.read_csv(reference.path(TIMM_CPU_BENCH_NAME))
     rank = timing.rank_correlation(most, published) if most["device"].iloc[0] == "cpu" else None
-    downloads = docs / "downloads"
-    files = []
-    for name, spec in specs.items():
-        files += export_chart(spec, name, downloads)
     exports: dict = {}
     text = pages.latency_page(counts, rows, fits,
                               timing.misses(main_fit, ops) if main_fit is not None else None,
                               rank, specs, latency, TIMM_CPU_BENCH_NAME, exports, gpu)
     (docs / "latency.md").write_text(text)
-    stamp = charts.stamp(counts)
-    for name, table in exports.items():
-        files += export_table(table, name, downloads, f"{name}. {stamp}")
-    for name in ("latency.csv", "latency-gpu.csv"):
-        if (data_dir / name).exists():
-            shutil.copy(data_dir / name, downloads / name)
-            files.append(name)
-    return files
+    return _publish(docs, data_dir, counts, specs, exports, ("latency.csv", "latency-gpu.csv"))
 
 
 def build(data_dir: Path | None = None, root: Path | None = None, log=sys.stderr) -> dict:

@@ -10,6 +10,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from zoo.report.timing import setup_name
+
 TOOLTIP = [
     alt.Tooltip("model:N", title="model"), alt.Tooltip("library:N"),
     alt.Tooltip("weights:N"), alt.Tooltip("img_size:Q", title="image size"),
@@ -46,6 +48,14 @@ def pareto_frontier(df: pd.DataFrame, x: str = "gmacs", y: str = "top1") -> pd.D
 
 def _title(text: str, counts: pd.DataFrame) -> alt.TitleParams:
     return alt.TitleParams(text, subtitle=stamp(counts), anchor="start")
+
+
+def _model_menu(models: pd.Series):
+    """A menu of ``models`` (the chart shows the one picked; ResNet-50 V2 first where present)."""
+    options = sorted(models.unique())
+    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in options else options[0]
+    return alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
+        options=options, name="model "))
 
 
 def _family_legend_selection():
@@ -166,10 +176,7 @@ def memory_vs_batch(memory: pd.DataFrame, fits: pd.DataFrame, counts: pd.DataFra
     batches = pd.DataFrame({"batch": sorted(df["batch"].unique())})
     law = law.merge(batches, how="cross")
     law["law_gib"] = (law["model_bytes"] + law["batch"] * law["per_sample_bytes"]) / 2**30
-    models = sorted(df["model"].unique())
-    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
-    pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
-        options=models, name="model "))
+    pick = _model_menu(df["model"])
     points = alt.Chart(df).mark_point(filled=True, size=50).encode(
         x=alt.X("batch:Q", scale=alt.Scale(type="log", base=2), title="batch size (log2)"),
         y=alt.Y("peak_gib:Q", title="predicted peak memory (GiB)"),
@@ -253,13 +260,8 @@ def latency_vs_batch(latency: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
     df = latency.dropna(subset=["infer_step_time"]).copy()
     df["model"] = df["arch"] + "." + df["weights"]
     df["ms_per_image"] = df["infer_step_time"] / df["infer_batch_size"]
-    df["setup"] = [f"{r.device_name}, {r.threads} thread{'s' if r.threads > 1 else ''}, "
-                   f"{r.precision}" if r.device == "cpu" else f"{r.device_name}, {r.precision}"
-                   for r in df.itertuples()]
-    models = sorted(df["model"].unique())
-    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
-    pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
-        options=models, name="model "))
+    df["setup"] = [setup_name(r) for _, r in df.iterrows()]
+    pick = _model_menu(df["model"])
     return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("infer_batch_size:Q", scale=alt.Scale(type="log", base=2),
                 title="batch size (log2)"),
@@ -328,10 +330,7 @@ def energy_vs_batch(gpu: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
     for every model measured (pick one in the menu)."""
     df = gpu.dropna(subset=["joules_per_image"]).copy()
     df["model"] = df["arch"] + "." + df["weights"]
-    models = sorted(df["model"].unique())
-    default = "resnet50.IMAGENET1K_V2" if "resnet50.IMAGENET1K_V2" in models else models[0]
-    pick = alt.selection_point(fields=["model"], value=default, bind=alt.binding_select(
-        options=models, name="model "))
+    pick = _model_menu(df["model"])
     return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("infer_batch_size:Q", scale=alt.Scale(type="log", base=2),
                 title="batch size (log2)"),

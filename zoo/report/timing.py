@@ -21,6 +21,13 @@ SETUP = ["device", "device_name", "precision", "threads"]
 WITHIN = 0.10  # the fit's tolerance for the "predicted within" share
 
 
+def setup_name(r) -> str:
+    """Where a timing was made: the device's name, the CPU threads (on a CPU), the precision."""
+    threads = f", {int(r['threads'])} thread{'s' if r['threads'] > 1 else ''}" \
+        if r["device"] == "cpu" else ""
+    return f"{r['device_name']}{threads}, {r['precision']}"
+
+
 def per_image(latency: pd.DataFrame, counts: pd.DataFrame) -> pd.DataFrame:
     """One row per model and set-up: ms per image at batch 1 and at the best batch, the best
     batch's images per second, with the model's GMACs, top-1 and family."""
