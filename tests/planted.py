@@ -3,8 +3,23 @@
 import os
 import time
 
+_PINNED = []
+
+
+def resident_mib() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS:"))
+
 
 def job(entry, *args):
+    if entry.arch == "holds":  # 400 MiB of small heap blocks, freed, with a survivor above them
+        chunks = [bytearray(4000) for _ in range(100_000)]
+        _PINNED.append(bytearray(4000))
+        held = resident_mib()
+        del chunks
+        return {"arch": entry.arch, "pid": os.getpid(), "held_mib": held}
+    if entry.arch == "small":
+        return {"arch": entry.arch, "pid": os.getpid(), "resident_mib": resident_mib()}
     if entry.arch == "raises":
         raise ValueError("planted failure")
     if entry.arch == "exits":

@@ -26,7 +26,7 @@ def test_a_dying_or_hanging_worker_costs_only_its_model():
     entries = [Entry("timm", n, "w", 224) for n in names]
     import planted
 
-    out = {e.arch: (r, f) for _, e, r, f in each_model(entries, planted.job, "test", workers=2,
+    out = {e.arch: (r, f) for _, e, r, f, _peak in each_model(entries, planted.job, "test", workers=2,
                                                        timeout=20)}
     assert sorted(out) == sorted(names)
     assert all(out[n][0]["arch"] == n and out[n][1] is None for n in ("ok1", "ok2", "ok3"))
@@ -34,6 +34,21 @@ def test_a_dying_or_hanging_worker_costs_only_its_model():
     assert out["exits"][1]["error"] == "killed: the worker process exited with status 3"
     assert out["killed"][1]["error"].startswith("killed: the worker was ended by SIGKILL")
     assert out["hangs"][1]["error"] == "timeout: no result after 20s"
+
+
+def test_a_worker_reports_each_models_peak_and_gives_its_memory_back():
+    # one worker runs both, in order: a model that held 400 MiB, then a small one
+    entries = [Entry("timm", n, "w", 224) for n in ("holds", "small")]
+    import planted
+
+    out = {e.arch: (r, peak) for _, e, r, f, peak in each_model(entries, planted.job, "test",
+                                                                workers=1, in_process=False)}
+    (held, held_peak), (small, small_peak) = out["holds"], out["small"]
+    assert held["pid"] == small["pid"]
+    assert held_peak >= held["held_mib"] * 2**20 >= 400 * 2**20
+    # the peak starts again with each model, and the freed heap went back to the system
+    assert small_peak < held_peak - 300 * 2**20
+    assert small["resident_mib"] < held["held_mib"] - 300
 
 
 def _processes_in_group(pgid):

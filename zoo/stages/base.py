@@ -96,10 +96,13 @@ def run(stage: Stage, entries: list[Entry], data_dir: Path | None = None, *,
         print(f"{stage.label}{len(firsts) - len(todo)} of {len(firsts)} architectures from the "
               f"cache ({cache.folder})", file=log, flush=True)
     lost = 0
-    for i, entry, result, failure in each_model(todo, job, stage.name, stage.module, settings,
+    peak = (0, None)  # the most resident memory one model's process reached, and that model
+    for i, entry, result, failure, rss in each_model(todo, job, stage.name, stage.module, settings,
                                                 workers=workers, timeout=timeout,
                                                 in_process=False if stage.one_at_a_time else None,
                                                 memory_limit=memory_limit, scheduler=scheduler):
+        if rss and rss > peak[0]:
+            peak = (rss, entry)
         if failure:
             failures[entry] = failure
             lost += 1
@@ -132,9 +135,14 @@ def run(stage: Stage, entries: list[Entry], data_dir: Path | None = None, *,
     seconds = time.perf_counter() - start
     failed = sum(len(groups[_group(f)]) for f in failures)
     summary = {"models": len(entries), "done": len(entries) - failed, "failed": failed,
-               "measured": len(todo), "seconds": seconds}
+               "measured": len(todo), "seconds": seconds, "peak_rss": peak[0] or None,
+               "peak_model": peak[1]}
     if stage.summary:
         print(stage.summary(summary["done"], len(entries), failed, seconds, data_dir), file=log)
+    if peak[1] is not None:
+        e = peak[1]
+        print(f"{stage.label}largest process: {peak[0] / 2**30:.2f} GiB resident at its peak, "
+              f"for {e.library} {e.arch} @{e.img_size}", file=log)
     return summary
 
 

@@ -41,7 +41,7 @@ def _pool(memory_limit):
 
 def run_isolated(job, stage: str, entry, args: tuple, timeout, memory_limit):
     """On a Dask worker: ``job(entry, *args)`` in the worker's model process, within the limits.
-    Returns (result, failure) as a local run would."""
+    Returns (result, failure, peak) as a local run would."""
     from zoo.stages.run import _guarded, outcome
 
     fut = _pool(memory_limit).schedule(_guarded, args=(job, stage, entry, *args), timeout=timeout)
@@ -68,12 +68,12 @@ def each_model_on(scheduler: str, entries, job, stage: str, *args, timeout=None,
             for i, fut in enumerate(as_completed(futures), 1):
                 entry = futures[fut]
                 try:
-                    result, failure = fut.result()
+                    result, failure, peak = fut.result()
                 except Exception as exc:  # the Dask worker itself was lost
                     from zoo.stages.run import error_line, failure_row
 
-                    result, failure = None, failure_row(entry, stage,
-                                                        f"worker lost: {error_line(exc)}")
-                yield i, entry, result, failure
+                    result, failure, peak = None, failure_row(
+                        entry, stage, f"worker lost: {error_line(exc)}"), None
+                yield i, entry, result, failure, peak
         finally:
             client.cancel(list(futures))

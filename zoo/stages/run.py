@@ -1,9 +1,11 @@
 """Run one job per model, in worker processes, where a failure becomes a row instead of a crash.
 
 Each stage (counts, memory) hands ``each_model`` a module-level function ``job(entry, *args)``;
-what comes back, in completion order, is ``(i, entry, result, failure)`` with exactly one of
-result and failure set. Workers are a ``pebble`` process pool: a worker process that dies or
-hangs takes only its model down.
+what comes back, in completion order, is ``(i, entry, result, failure, peak)`` with exactly one of
+result and failure set, and ``peak`` the resident memory the model's process reached while it ran
+(bytes; None where the system does not say). Workers are a ``pebble`` process pool: a worker process
+that dies or hangs takes only its model down. After each model a worker hands the memory it freed
+back to the system, so one giant model does not leave every later model a larger process.
 """
 
 from __future__ import annotations
@@ -68,19 +70,64 @@ def failure_row(entry: Entry, stage: str, error: str, tb: str = "") -> dict:
 
 
 def _guarded(job, stage: str, entry: Entry, *args):
-    """``job(entry, *args)`` as ``(result, None)`` or ``(None, failure row)``. What torch logs
+    """``job(entry, *args)`` as ``(result, None, peak)`` or ``(None, failure row, peak)``, with
+    ``peak`` the process's resident memory at its highest during the job. What torch logs
     meanwhile (its fake-tensor machinery logs a traceback for errors it re-raises) is kept out of
     the terminal and goes into the failure row's traceback."""
+    _reset_peak()
     with _captured_torch_logs() as logged, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # libraries' deprecation notices are not the user's news
         try:
-            return job(entry, *args), None
+            outcome = job(entry, *args), None
         except Exception as exc:
             tb = traceback_text()
             logs = logged.getvalue()
             failure = failure_row(entry, stage, error_line(exc),
                                   tb + (f"\ntorch logged:\n{portable(logs)}" if logs else ""))
-            return None, {**failure, "cacheable": True}  # the same code will raise it again
+            outcome = None, {**failure, "cacheable": True}  # the same code will raise it again
+    peak = _peak_bytes()
+    _give_memory_back()
+    return (*outcome, peak)
+
+
+def _status_kib(field: str) -> int | None:
+    """A ``kB`` field of /proc/self/status (Linux), else None."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> None:
+    """Start this process's high-water mark of resident memory (VmHWM) again from now (Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_bytes() -> int | None:
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib * 1024
+
+
+def _give_memory_back() -> None:
+    """Free what the job left unreachable and return the C heap's free pages to the system
+    (glibc keeps them otherwise: a worker that ran a 2.5 GiB model would start the next one at
+    that size)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 @contextlib.contextmanager
@@ -184,7 +231,7 @@ def _lost(exc: BaseException, timeout: float | None, memory_limit: float | None)
 def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None = None,
                timeout: float | None = None, memory_limit: float | None = None,
                scheduler: str | None = None, in_process: bool | None = None):
-    """Yields ``(i, entry, result, failure)`` for every entry; ``job(entry, *args)`` runs in one of
+    """Yields ``(i, entry, result, failure, peak)`` for every entry; ``job(entry, *args)`` runs in one of
     ``workers`` processes (one per core by default; ``workers=1`` runs here, in order, without
     limits, unless ``in_process`` is False), or on the Dask cluster at ``scheduler``.
 
@@ -212,12 +259,12 @@ def each_model(entries: list[Entry], job, stage: str, *args, workers: int | None
             yield (i, entry, *outcome(fut, entry, stage, timeout, memory_limit))
 
 
-def outcome(fut, entry: Entry, stage: str, timeout, memory_limit) -> tuple[dict | None, dict | None]:
-    """(result, failure) of a finished worker future."""
+def outcome(fut, entry: Entry, stage: str, timeout, memory_limit) -> tuple:
+    """(result, failure, peak) of a finished worker future."""
     try:
         return fut.result()
     except Exception as exc:  # the worker itself was lost: not a fact about the model to keep
-        return None, failure_row(entry, stage, _lost(exc, timeout, memory_limit))
+        return None, failure_row(entry, stage, _lost(exc, timeout, memory_limit)), None
 
 
 @contextlib.contextmanager
