@@ -1,88 +1,18 @@
-"""The site, built from the committed data/ and opened in headless Chromium.
+"""The site, built from the committed data/ and opened in headless Chromium (the fixtures
+``everything``, ``built``, ``server`` and ``browser`` are in conftest.py; helpers in browser.py)."""
 
-Needs Debian's ``chromium`` (``make browser`` installs it; ``make test`` does so first) and
-Playwright's Python client (a test extra) driving that binary.
-"""
-
-import functools
 import io
 import re
-import shutil
-import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser import assert_offline, open_page
 
 from zoo.report import build as site
-from zoo.store.schema import KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = ROOT / "public"
-
-
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    pytest.fail("no chromium on this machine: run 'make browser' (apt-get install chromium)",
-                pytrace=False)
-
-
-@pytest.fixture(scope="module")
-def everything():
-    site.build(ROOT / "data", ROOT, log=io.StringIO())
-    return pd.read_csv(ROOT / "data" / "counts.csv")
-
-
-@pytest.fixture(scope="module")
-def built(everything):
-    """The default zoo's rows: what every page but the explorer shows."""
-    from zoo.catalogue.entries import default_zoo
-
-    keys = {e.key for e in default_zoo()}
-    mine = [k in keys for k in everything[KEY].itertuples(index=False, name=None)]
-    return everything[mine].reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def server(built):
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(PUBLIC)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
-        yield b
-        b.close()
-
-
-def open_page(browser, url, chart_ids):
-    page = browser.new_page()
-    errors, requests = [], []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(url)
-    for cid in chart_ids:
-        page.wait_for_selector(f"#{cid}[data-ready]", timeout=30_000)
-    return page, errors, requests
-
-
-def assert_offline(requests, base):
-    outside = [u for u in requests if not u.startswith(base) and not u.startswith("data:")]
-    assert outside == []
 
 
 def test_home_bubble_chart_has_one_mark_per_model(browser, server, built):

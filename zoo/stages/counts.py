@@ -1,7 +1,8 @@
 """The counts stage: for each model, parameters, reference MACs, the three counters, training FLOPs
 and published accuracy, into ``data/``:
 
-- ``counts.csv``: one row per model (the product);
+- ``counts.csv``: one row per model (the product), with each weight's published accuracy, licence
+  and paper and their sources;
 - ``ops.csv``: long format, MACs per (model, counter, op) with the op's category, for the site's
   "why counters differ";
 - ``layers.csv``: the reference counter's layer table (leaf modules: output shape, params, MACs);
@@ -22,6 +23,7 @@ import zoo
 from zoo.catalogue.accuracy import AccuracyBook
 from zoo.catalogue.build import build, example_input, input_shape, param_count
 from zoo.catalogue.entries import KEY, Entry
+from zoo.catalogue.facts import facts
 from zoo.measure.flops import count_forward, count_training_flops, op_category
 from zoo.measure.third_party import COUNTERS, CounterSkipped, versions
 from zoo.stages import base as stage
@@ -61,8 +63,8 @@ def count_model(entry: Entry, lib_versions: dict) -> dict:
     except Exception as exc:
         row["gflops_train"] = None
         notes.append({**key, "counter": "reference-train", "status": "failed", "note": error_line(exc)})
-    row.update({"top1": None, "top5": None, "acc_source": "",
-                "zoo_version": zoo.__version__, **lib_versions})
+    row.update({"top1": None, "top5": None, "acc_source": "", "license": "", "license_source": "",
+                "paper": "", "paper_source": "", "zoo_version": zoo.__version__, **lib_versions})
     layers = [{**key, **layer, "gmacs": layer.pop("macs") / 1e9} for layer in ref.layers]
     return {"row": row, "ops": ops, "notes": notes, "layers": layers}
 
@@ -133,10 +135,12 @@ def run(entries: list[Entry], data_dir: Path | None = None, timm_results: str | 
     anything is measured (UsageError); each of an architecture's weights gets its own accuracy."""
     book = _book(timm_results)
 
-    def with_accuracy(result: dict, entry: Entry) -> dict:
-        return {**result, "counts.csv": [{**row, **book.lookup(entry)}
-                                         for row in result["counts.csv"]]}
+    def for_weights(result: dict, entry: Entry) -> dict:
+        """One weight's row: the architecture's counts, with what belongs to the weight (its
+        accuracy, licence and paper) and its family, looked up afresh even on a cache hit."""
+        own = {"family": entry.family, **book.lookup(entry), **facts(entry)}
+        return {**result, "counts.csv": [{**row, **own} for row in result["counts.csv"]]}
 
-    summary = stage.run(dataclasses.replace(STAGE, for_weights=with_accuracy), entries, data_dir,
+    summary = stage.run(dataclasses.replace(STAGE, for_weights=for_weights), entries, data_dir,
                         log=log, **how)
     return {**summary, "counted": summary["done"]}

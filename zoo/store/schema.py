@@ -62,6 +62,9 @@ class Table:
     unique: bool = True
     strict: bool = True  # no columns but these (a table of our own); else extra columns are text
     compressed: bool = False  # stored gzipped (``file``): the large per-layer and per-batch tables
+    # nullable columns added after files were written without them: such a file reads them as
+    # empty, and its next write adds them
+    added: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:
@@ -77,9 +80,9 @@ class Table:
         return hit if hit or self.strict else S0
 
 
-def _t(name, columns, extra_key=(), patterns=None, unique=True, compressed=False):
+def _t(name, columns, extra_key=(), patterns=None, unique=True, compressed=False, added=()):
     return Table(name, {**_KEY_COLS, **columns}, KEY + list(extra_key), patterns or {}, unique,
-                 compressed=compressed)
+                 compressed=compressed, added=tuple(added))
 
 
 TABLES = {t.name: t for t in [
@@ -87,7 +90,8 @@ TABLES = {t.name: t for t in [
         "family": S, "params": Col("int", min=0), "gmacs": Col("float", min=0),
         "gmacs_thop": F0, "gmacs_fvcore": F0, "gmacs_torch": F0, "gflops_train": F0,
         "top1": Col("float", True, min=0, max=100), "top5": Col("float", True, min=0, max=100),
-        "acc_source": S0, **VERSIONS}),
+        "acc_source": S0, "license": S0, "license_source": S0, "paper": S0, "paper_source": S0,
+        **VERSIONS}, added=("license", "license_source", "paper", "paper_source")),
     _t("ops.csv", {"counter": S, "op": S, "category": S, "gmacs": F}, ["counter", "op", "category"]),
     # one row per call of a leaf module, in call order (a module called twice has two rows)
     _t("layers.csv", {"module": S, "type": S, "output_shape": S0, "params": Col("int", min=0),

@@ -157,13 +157,16 @@ def parse(raw: bytes, table: Table, where: str) -> pd.DataFrame:
     for col in header:
         if table.col(col) is None:  # only a strict table has no type for a column
             raise DataError(f"{where}: line 1: unknown column {col!r}")
-    missing = [c for c in table.columns if c not in header]
+    missing = [c for c in table.columns if c not in header and c not in table.added]
     if missing:
         raise DataError(f"{where}: line 1: missing column {missing[0]!r}")
     for line, row in zip(lines[1:], rows):
         if len(row) != len(header):
             raise DataError(f"{where}: line {line}: {len(row)} fields, the header has {len(header)}")
     df = pd.DataFrame(rows, columns=header, dtype=object, index=lines[1:]).replace("", None)
+    for col in table.added:
+        if col not in df.columns:  # a file from before the column: empty, in the schema's order
+            df.insert(list(table.columns).index(col), col, None)
     return _validate(df, table, where).reset_index(drop=True)
 
 
