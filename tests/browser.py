@@ -1,8 +1,15 @@
 """Helpers for the tests that open the built site in headless Chromium (fixtures: conftest.py)."""
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# where the tests build the site (build/docs, public/): the repository, or ZOO_TEST_SITE, so that
+# two test runs at once need not share one folder
+SITE = Path(os.environ.get("ZOO_TEST_SITE") or ROOT)
 
 
 def chromium_path() -> str:

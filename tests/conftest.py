@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from browser import SITE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,8 @@ def everything():
     """The site built from the committed data/ into build/ and public/; every row of counts.csv."""
     from zoo.report import build as site
 
-    site.build(ROOT / "data", ROOT, log=io.StringIO())
+    SITE.mkdir(parents=True, exist_ok=True)
+    site.build(ROOT / "data", SITE, log=io.StringIO())
     return pd.read_csv(ROOT / "data" / "counts.csv")
 
 
@@ -52,7 +54,7 @@ def server(built):
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                functools.partial(Quiet, directory=str(ROOT / "public")))
+                                functools.partial(Quiet, directory=str(SITE / "public")))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from browser import assert_offline, open_page
+from browser import SITE, assert_offline, open_page
 
 from zoo.report import build as site
 
 ROOT = Path(__file__).resolve().parents[1]
-PUBLIC = ROOT / "public"
+PUBLIC = SITE / "public"
 
 
 def test_home_bubble_chart_has_one_mark_per_model(browser, server, built):
@@ -115,7 +115,7 @@ def _markdown_rows(text):
 
 @pytest.mark.parametrize("name", ["zoo", "counters", "counter-categories"])
 def test_exports_round_trip(built, name):
-    downloads = ROOT / "build" / "docs" / "downloads"
+    downloads = SITE / "build" / "docs" / "downloads"
     csv = pd.read_csv(downloads / f"{name}.csv", dtype=str, keep_default_na=False)
     expected = [list(csv.columns)] + csv.values.tolist()
     md = _markdown_rows((downloads / f"{name}.md").read_text())
@@ -127,14 +127,14 @@ def test_exports_round_trip(built, name):
 
 
 def test_zoo_export_matches_data(built):
-    table = pd.read_csv(ROOT / "build" / "docs" / "downloads" / "zoo.csv")
+    table = pd.read_csv(SITE / "build" / "docs" / "downloads" / "zoo.csv")
     assert len(table) == len(built)
     assert (table["gmacs"] - built["gmacs"]).abs().max() <= 5e-4
     assert (table["params_m"] - built["params"] / 1e6).abs().max() <= 5e-4
 
 
 def test_pages_say_they_are_generated_and_are_stamped(built):
-    docs = ROOT / "build" / "docs"
+    docs = SITE / "build" / "docs"
     for page in ["index.md", "figures.md", "counters.md", "models.md", "data.md",
                  "models/timm-vit_base_patch16_224-augreg2_in21k_ft_in1k-224.md"]:
         text = (docs / page).read_text()

@@ -136,6 +136,32 @@ FAMILIES = [
 ]
 
 
+# The handful of kinds families are grouped into for colour on the site's charts (the family is
+# shown on hover and can be picked): what a reader tells apart at a glance.
+KINDS = ["classic CNN", "ResNet-like", "mobile/efficient", "vision transformer", "hybrid", "MLP",
+         "other"]
+FAMILY_KINDS = {
+    "AlexNet": "classic CNN", "VGG": "classic CNN", "GoogLeNet": "classic CNN",
+    "Inception": "classic CNN", "SqueezeNet": "classic CNN",
+    "Inception-ResNet": "ResNet-like", "ResNeXt": "ResNet-like", "Wide ResNet": "ResNet-like",
+    "ResNet": "ResNet-like", "RegNet": "ResNet-like", "DenseNet": "ResNet-like",
+    "RepVGG": "ResNet-like", "ConvNeXt": "ResNet-like",
+    "ShuffleNet": "mobile/efficient", "MnasNet": "mobile/efficient", "GhostNet": "mobile/efficient",
+    "MobileNetV1": "mobile/efficient", "MobileNetV2": "mobile/efficient",
+    "MobileNetV3": "mobile/efficient", "MobileNetV4": "mobile/efficient",
+    "EfficientNet": "mobile/efficient", "EfficientNetV2": "mobile/efficient",
+    "ViT": "vision transformer", "Swin": "vision transformer",
+    "MobileViT": "hybrid", "EfficientViT": "hybrid", "MaxViT/CoAtNet": "hybrid", "LeViT": "hybrid",
+    "FastViT": "hybrid", "EdgeNeXt": "hybrid", "MetaFormer": "hybrid",
+    "MLP-Mixer": "MLP",
+}
+
+
+def kind_of(family: str) -> str:
+    """The kind (one of ``KINDS``) a family is drawn in."""
+    return FAMILY_KINDS.get(family, "other")
+
+
 def family_of(arch: str) -> str:
     for pattern, family in FAMILIES:
         if re.match(pattern, arch):
