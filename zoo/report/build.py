@@ -22,7 +22,7 @@ import zoo
 from zoo.catalogue import reference
 from zoo.catalogue.entries import KEY
 from zoo.errors import DataError, UsageError
-from zoo.report import charts, pages, timing
+from zoo.report import charts, pages, site_data, timing
 from zoo.store import tables
 from zoo.store.schema import TABLES
 
@@ -295,6 +295,9 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     files += _memory_pages(shown, data["memory-measured.csv"], data_dir, docs, counts)
     files += _latency_pages(shown, data_dir, docs, counts, ops)
     (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
+    site_data.write_models_json(
+        site_data.models_table(everything, data["memory-fit.csv"], data["latency.csv"], keys),
+        docs / "assets" / "data" / "models.json", stamp)
     model_dir = docs / "models"
     model_dir.mkdir()
     by_key = {k: g for k, g in layers.groupby(KEY, sort=False)}
