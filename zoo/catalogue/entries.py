@@ -11,12 +11,15 @@ The default zoo is every torchvision classification weight plus the curated timm
 
 from __future__ import annotations
 
+import csv
 import difflib
 import fnmatch
+import io
 import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 
 from zoo.errors import UsageError
 from zoo.store.schema import KEY  # noqa: F401  (the row key, named here for the catalogue's users)
@@ -117,56 +120,64 @@ SETS = {
     ],
 }
 
-# First match wins: more specific patterns before general ones.
-FAMILIES = [
-    (r"^alexnet", "AlexNet"), (r"^vgg", "VGG"), (r"^googlenet", "GoogLeNet"),
-    (r"^inception_resnet", "Inception-ResNet"), (r"^inception", "Inception"),
-    (r"^(resnext|bat_resnext)", "ResNeXt"), (r"^wide_resnet", "Wide ResNet"),
-    (r"^(resnet|resnetv2)", "ResNet"), (r"^regnet", "RegNet"), (r"^densenet", "DenseNet"),
-    (r"^repvgg", "RepVGG"), (r"^squeezenet", "SqueezeNet"), (r"^shufflenet", "ShuffleNet"),
-    (r"^mnasnet", "MnasNet"), (r"^ghostnet", "GhostNet"),
-    (r"^mobilenet_?v1", "MobileNetV1"), (r"^mobilenet_?v2", "MobileNetV2"),
-    (r"^mobilenet_?v3", "MobileNetV3"), (r"^mobilenetv4", "MobileNetV4"),
-    (r"^mobilevit", "MobileViT"),
-    (r"^(tf_)?efficientnet_?v2", "EfficientNetV2"), (r"^(tf_)?efficientnet", "EfficientNet"),
-    (r"^efficientvit", "EfficientViT"), (r"^convnext", "ConvNeXt"),
-    (r"^(vit|deit|cait|beit)", "ViT"), (r"^mixer", "MLP-Mixer"),
-    (r"^swin", "Swin"), (r"^(maxvit|coatnet)", "MaxViT/CoAtNet"), (r"^levit", "LeViT"),
-    (r"^fastvit", "FastViT"), (r"^edgenext", "EdgeNeXt"), (r"^(poolformer|caformer)", "MetaFormer"),
-]
-
-
 # The handful of kinds families are grouped into for colour on the site's charts (the family is
 # shown on hover and can be picked): what a reader tells apart at a glance.
 KINDS = ["classic CNN", "ResNet-like", "mobile/efficient", "vision transformer", "hybrid", "MLP",
          "other"]
-FAMILY_KINDS = {
-    "AlexNet": "classic CNN", "VGG": "classic CNN", "GoogLeNet": "classic CNN",
-    "Inception": "classic CNN", "SqueezeNet": "classic CNN",
-    "Inception-ResNet": "ResNet-like", "ResNeXt": "ResNet-like", "Wide ResNet": "ResNet-like",
-    "ResNet": "ResNet-like", "RegNet": "ResNet-like", "DenseNet": "ResNet-like",
-    "RepVGG": "ResNet-like", "ConvNeXt": "ResNet-like",
-    "ShuffleNet": "mobile/efficient", "MnasNet": "mobile/efficient", "GhostNet": "mobile/efficient",
-    "MobileNetV1": "mobile/efficient", "MobileNetV2": "mobile/efficient",
-    "MobileNetV3": "mobile/efficient", "MobileNetV4": "mobile/efficient",
-    "EfficientNet": "mobile/efficient", "EfficientNetV2": "mobile/efficient",
-    "ViT": "vision transformer", "Swin": "vision transformer",
-    "MobileViT": "hybrid", "EfficientViT": "hybrid", "MaxViT/CoAtNet": "hybrid", "LeViT": "hybrid",
-    "FastViT": "hybrid", "EdgeNeXt": "hybrid", "MetaFormer": "hybrid",
-    "MLP-Mixer": "MLP",
-}
+
+FAMILIES_TABLE = "families.csv"
+
+
+@dataclass(frozen=True)
+class Family:
+    """One row of ``families.csv``: the architectures whose name ``pattern`` matches (``re.match``;
+    rows are tried in file order, the first match wins), their family, its kind (one of ``KINDS``),
+    and the paper that introduced them (``arXiv:NNNN.NNNNN``, empty where the libraries cite none)
+    with its title and the modules whose docstrings cite it."""
+
+    pattern: str
+    family: str
+    kind: str
+    paper: str
+    title: str
+    cited_in: str
+
+
+@lru_cache(maxsize=1)
+def families() -> tuple[Family, ...]:
+    """The rows of the families table (package data beside this module), in file order."""
+    text = resources.files(__package__).joinpath(FAMILIES_TABLE).read_text(encoding="utf-8")
+    return tuple(Family(**row) for row in csv.DictReader(io.StringIO(text)))
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> tuple[tuple[re.Pattern, Family], ...]:
+    return tuple((re.compile(row.pattern), row) for row in families())
+
+
+@lru_cache(maxsize=None)
+def family_row(arch: str) -> Family | None:
+    """The first row of the families table whose pattern matches ``arch``; None if none does."""
+    return next((row for pattern, row in _compiled() if pattern.match(arch)), None)
+
+
+def family_of(arch: str) -> str:
+    """The family of an architecture (timm or torchvision builder name); "other" if none."""
+    row = family_row(arch)
+    return row.family if row else "other"
+
+
+@lru_cache(maxsize=1)
+def _family_kinds() -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for row in families():
+        kinds.setdefault(row.family, row.kind)
+    return kinds
 
 
 def kind_of(family: str) -> str:
     """The kind (one of ``KINDS``) a family is drawn in."""
-    return FAMILY_KINDS.get(family, "other")
-
-
-def family_of(arch: str) -> str:
-    for pattern, family in FAMILIES:
-        if re.match(pattern, arch):
-            return family
-    return "other"
+    return _family_kinds().get(family, "other")
 
 
 def torchvision_entries() -> list[Entry]:

@@ -7,23 +7,22 @@ Never guessed; empty where the library says nothing.
   ``meta["license"]`` where it has one (the SWAG weights: CC-BY-NC-4.0), else torchvision's own
   BSD-3-Clause, under which it distributes its weights (its README adds that weights may carry
   terms from the data they were trained on). An architecture without pretrained weights has none.
-- Paper (an arXiv id, ``arXiv:NNNN.NNNNN``). timm: the tag's ``paper_ids`` where it has them; else
-  the arXiv link in the model's own docstring; else the paper the zoo's table of families names
-  (``reference/papers.csv``, each id one that timm's or torchvision's source of that family cites);
+- Paper (an arXiv id, ``arXiv:NNNN.NNNNN``). timm, in this order: the tag's ``paper_ids`` where it
+  has them; else the arXiv link in the model's own docstring; else the paper of the row of the zoo's
+  families table (``zoo/catalogue/families.csv``) that the architecture's name matches, where the
+  row names one (each such id is cited by the docstring of the timm module that defines every
+  architecture the row matches, or of its entrypoint: ``tests/test_families.py`` checks this);
   else the one arXiv link of the model's module, where it cites just one. torchvision: the arXiv
   link of the model builder's docstring.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import inspect
 import re
 import sys
 
-from zoo.catalogue import reference
-from zoo.catalogue.entries import Entry
+from zoo.catalogue.entries import Entry, Family, family_row
 
 ARXIV = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.I)
 SWAG_LICENSE = "https://github.com/facebookresearch/SWAG/blob/main/LICENSE"
@@ -91,9 +90,13 @@ def _timm_paper(entry: Entry) -> dict:
     own = ARXIV.findall(inspect.getdoc(fn) or "") if fn else []
     if own:
         return {"paper": _arxiv(own[0]), "paper_source": f"timm {timm.__version__} model docstring"}
-    family = family_papers().get(entry.family)
-    if family:
-        return {"paper": family, "paper_source": "zoo's table of families (reference/papers.csv)"}
+    row = table_paper(entry.arch)
+    if row is not None:
+        modules = row.cited_in.split()
+        cited_by = [fn.__module__] if fn and fn.__module__ in modules else modules
+        return {"paper": row.paper,
+                "paper_source": "zoo's families table (zoo/catalogue/families.csv; "
+                                f"cited by {', '.join(cited_by)})"}
     cited = set(ARXIV.findall(sys.modules[fn.__module__].__doc__ or "")) if fn else set()
     if len(cited) == 1:
         return {"paper": _arxiv(cited.pop()),
@@ -112,14 +115,7 @@ def _torchvision_paper(entry: Entry) -> dict:
             "paper_source": f"torchvision {torchvision.__version__} model docstring"}
 
 
-@functools.cache
-def family_papers() -> dict[str, str]:
-    """family -> arXiv id, from ``reference/papers.csv`` (empty if the table is absent)."""
-    try:
-        path = reference.path(reference.PAPERS)
-    except (AttributeError, KeyError, FileNotFoundError):
-        return {}
-    if not path.exists():
-        return {}
-    with open(path, newline="") as fh:
-        return {row["family"]: row["paper"] for row in csv.DictReader(fh) if row["paper"]}
+def table_paper(arch: str) -> Family | None:
+    """The row of the families table that ``arch`` matches, where that row names a paper."""
+    row = family_row(arch)
+    return row if row is not None and row.paper else None
