@@ -11,7 +11,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: zoo counts memory latency site serve test browser bench clean
+.PHONY: zoo counts memory latency site serve test browser latex bench clean
 
 # Set up .venv (once, and again when pyproject.toml changes), refresh data/, build the site.
 zoo: counts memory latency site
@@ -36,7 +36,7 @@ site: $(STAMP)
 serve: site
 	$(PY) -m http.server 8000 --bind 127.0.0.1 --directory public
 
-test: $(STAMP) browser
+test: $(STAMP) browser latex
 	$(PY) -m pytest -q
 
 # The browser the site's tests drive: Debian's chromium, installed as root from the package
@@ -45,6 +45,13 @@ browser:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
 	  echo "make: no chromium for the browser tests: run 'sudo apt-get install chromium'" >&2
+
+# pdflatex, which the tests compile every LaTeX export with: Debian's texlive (booktabs, array,
+# longtable are in these two), installed as root like the browser. Elsewhere one line says how.
+latex:
+	@command -v pdflatex >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends texlive-latex-base texlive-latex-recommended; } || \
+	  echo "make: no pdflatex for the LaTeX export tests: run 'sudo apt-get install texlive-latex-recommended'" >&2
 
 bench: $(STAMP)
 	$(PY) benchmarks/count_speed.py --zoo

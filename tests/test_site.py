@@ -10,6 +10,7 @@ import pytest
 from browser import SITE, assert_offline, open_page
 
 from zoo.report import build as site
+from zoo.report import formats
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = SITE / "public"
@@ -97,13 +98,20 @@ def test_models_table_sorts(browser, server, built):
     page.close()
 
 
+def _unescape(cell):
+    """The text of a LaTeX cell as zoo.report.formats escapes it."""
+    cell = cell.replace("\\allowbreak{}", "").replace("\\textbackslash{}", "\\")
+    cell = cell.replace("\\textasciitilde{}", "~").replace("\\textasciicircum{}", "^")
+    return re.sub(r"\\([_%&#${}])", r"\1", cell)
+
+
 def _latex_rows(text):
     rows = []
     for line in text.splitlines():
         line = line.strip()
         if line.endswith("\\\\") and not line.startswith(("\\caption", "\\multicolumn")):
             cells = [c.strip() for c in line[:-2].split(" & ")]
-            rows.append([re.sub(r"\\([_%&#$])", r"\1", c) for c in cells])
+            rows.append([_unescape(c) for c in cells])
     return rows
 
 
@@ -120,9 +128,14 @@ def test_exports_round_trip(built, name):
     expected = [list(csv.columns)] + csv.values.tolist()
     md = _markdown_rows((downloads / f"{name}.md").read_text())
     assert md == expected
+    # the LaTeX is the paper version: the columns that fit a page, the same cells
+    paper, paper_body, left_out = formats.paper_view(expected[0], expected[1:], name)
     tex = _latex_rows((downloads / f"{name}.tex").read_text())
-    body = [r for r in tex if r != expected[0]]
-    assert body == expected[1:]
+    body = [r for r in tex if r != paper]
+    assert len(tex) - len(body) >= 1  # the header row (twice in a longtable)
+    assert body == paper_body
+    caption = (downloads / f"{name}.tex").read_text()
+    assert all(formats.escape_latex(c) in caption for c in left_out)  # named in the caption
     assert "\\toprule" in (downloads / f"{name}.tex").read_text()
 
 

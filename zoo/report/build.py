@@ -22,7 +22,7 @@ import zoo
 from zoo.catalogue import reference
 from zoo.catalogue.entries import KEY
 from zoo.errors import DataError, UsageError
-from zoo.report import charts, pages, site_data, timing
+from zoo.report import charts, formats, pages, site_data, timing
 from zoo.store import tables
 from zoo.store.schema import TABLES
 
@@ -74,16 +74,20 @@ BIBTEX = f"""@misc{{zoo,
 # ---- exports: one table, three formats holding the same numbers -------------------------------
 
 def export_table(df: pd.DataFrame, name: str, out: Path, caption: str) -> list[str]:
-    """Writes ``name``.csv/.md/.tex (booktabs) of the same display table; returns the file names."""
+    """Writes ``name``.csv/.md (every column) and .tex (the columns that fit a page of an article:
+    ``formats.paper_view``) of the same display table, formatted by ``formats``; returns the file
+    names."""
     out.mkdir(parents=True, exist_ok=True)
     df = df.astype(str).replace({"nan": "", "None": ""})
-    df.to_csv(out / f"{name}.csv", index=False, lineterminator="\n")
-    (out / f"{name}.md").write_text(df.to_markdown(index=False, disable_numparse=True)
-                                    + f"\n\n{caption}\n")
-    latex = df.to_latex(index=False, escape=True, caption=caption, label=f"tab:zoo-{name}",
-                        longtable=len(df) > 40)
-    (out / f"{name}.tex").write_text("% requires \\usepackage{booktabs}"
-                                     + (", longtable" if len(df) > 40 else "") + "\n" + latex)
+    headers, body = [str(c) for c in df.columns], df.values.tolist()
+    (out / f"{name}.csv").write_text(formats.csv(headers, body))
+    (out / f"{name}.md").write_text(formats.markdown(headers, body, caption))
+    paper, paper_body, left_out = formats.paper_view(headers, body, name)
+    note = (f" Not shown (see {name}.csv): {', '.join(left_out)}." if left_out else "")
+    comment = (f"{name}.tex: {len(body)} rows; columns: {', '.join(paper)}"
+               + (f"; {name}.csv has every column" if left_out else ""))
+    (out / f"{name}.tex").write_text(formats.latex(paper, paper_body, caption.rstrip() + note,
+                                                   f"tab:zoo-{name}", comment))
     return [f"{name}.csv", f"{name}.md", f"{name}.tex"]
 
 
@@ -294,7 +298,8 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
         shown[name]["optimizer"] = shown[name]["optimizer"].fillna("")
     files += _memory_pages(shown, data["memory-measured.csv"], data_dir, docs, counts)
     files += _latency_pages(shown, data_dir, docs, counts, ops)
-    (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX))
+    (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX, downloads))
+    (docs / "builder.md").write_text(pages.builder_page(everything, BIBTEX))
     site_data.write_models_json(
         site_data.models_table(everything, data["memory-fit.csv"], data["latency.csv"], keys),
         docs / "assets" / "data" / "models.json", stamp)

@@ -240,15 +240,78 @@ def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame
     )
 
 
-def data_page(counts: pd.DataFrame, files: list[str], bibtex: str) -> str:
-    rows = "".join(f"- [`{f}`](downloads/{f})\n" for f in files)
+# what the data files of the downloads hold (the tables' exports say it in their captions)
+DATA_FILES = {
+    "counts.csv": "every model: parameters, MACs by each counter, accuracy, licence, paper, "
+                  "versions (the data behind every page)",
+    "ops.csv": "MACs per operator and counter, per model (GMACs)",
+    "counter-notes.csv": "what each counter missed or could not count, per model",
+    "failures.csv": "models a stage could not measure, with the error",
+    "memory.csv.gz": "predicted peak memory per model, mode, precision and batch size (bytes)",
+    "memory-fit.csv": "the memory model per configuration: bytes = model part + batch x per "
+                      "sample, and the largest batch per GPU card",
+    "memory-savings.csv": "memory saved by each technique, per model (bytes)",
+    "latency.csv": "measured time per batch on this machine's CPU (ms), per model and set-up",
+}
+UNITS = {"csv": "the data's units (bytes, GMACs, ms, %)", "md": "as the page's table",
+         "tex": "as the page's table"}
+
+
+def _download_rows(files: list[str], downloads) -> list[str]:
+    """One row per file: its link, what it holds, rows, columns (read from the written files)."""
+    import re
+    from pathlib import Path
+
+    rows = []
+    for f in files:
+        link = f"[`{f}`](downloads/{f})"
+        stem, _, ext = f.partition(".")
+        path = Path(downloads) / f if downloads else None
+        what, nrows, cols = DATA_FILES.get(f, ""), "", ""
+        if ext in ("svg", "pdf"):
+            what = "the chart " + ("(vector image)" if ext == "svg" else "(PDF, for LaTeX)")
+        elif path is not None and path.is_file() and ext in ("csv", "csv.gz", "md", "tex"):
+            if ext in ("csv", "csv.gz"):
+                try:
+                    table = pd.read_csv(path, nrows=None if ext == "csv" else 0)
+                    nrows = str(len(table)) if ext == "csv" else ""
+                    cols = str(len(table.columns))
+                except (ValueError, OSError):
+                    pass
+            md = path.with_suffix(".md")
+            if md.is_file() and not what:  # an export: its caption (the Markdown's last line)
+                what = md.read_text().strip().splitlines()[-1].split(" zoo ")[0].strip()
+            if ext == "md":
+                what = "the same table as the CSV, as a Markdown table"
+            if ext == "tex":
+                head = path.read_text().splitlines()[0]
+                m = re.search(r"(\d+) rows; columns: ([^;]*)", head)
+                if m:
+                    nrows, cols = m.group(1), str(len(m.group(2).split(", ")))
+                    what = ("LaTeX (booktabs) for a paper: " + m.group(2)
+                            + ("; the CSV has every column" if "every column" in head else ""))
+        rows.append(f"| {link} | {what.replace('|', '/')} | {nrows} | {cols} |")
+    return rows
+
+
+def data_page(counts: pd.DataFrame, files: list[str], bibtex: str, downloads=None) -> str:
+    """The downloads (a table: file, what it holds, rows, columns; ``downloads``: the folder the
+    files were written to, read for their rows and columns) and how to cite."""
+    table = "| file | what | rows | columns |\n|:--|:--|--:|--:|\n" + "\n".join(
+        _download_rows(files, downloads)) + "\n"
     return (
         "# Data and citing\n\n" + GENERATED
         + f"Every table of this site is built from the CSVs in `data/` (stamped: {stamp(counts)}). "
-        "Refresh them with `make zoo`.\n\n## Downloads\n\n" + rows
-        + "\nTables come as CSV, Markdown and LaTeX (booktabs); charts as SVG and PDF.\n\n"
-        "## Citing\n\n```bibtex\n" + bibtex + "```\n\nA `CITATION.cff` is at the root of the "
-        "repository. Please cite the original survey too: Canziani, Paszke, Culurciello, "
+        "Refresh them with `make zoo`.\n\n## Downloads\n\n"
+        "Tables come as CSV (every column, in the units the column's name says: parameters in "
+        "millions, GMACs, MiB, ms, accuracy in %), Markdown (the same) and LaTeX (booktabs: the "
+        "columns that fit a page of an article, the rest named in the caption; it compiles with "
+        "the packages its first lines name); charts as SVG and PDF. The numbers come from "
+        "the counters and measurements of this repository (see [Methods](methods.md)), the "
+        "accuracies from the libraries' published results (`acc_source`). A table of your own "
+        "choosing: the [table builder](builder.md).\n\n" + table
+        + "\n## Citing\n\n```bibtex\n" + bibtex + "```\n\nA `CITATION.cff` is at the root of "
+        "the repository. Please cite the original survey too: Canziani, Paszke, Culurciello, "
         "*An Analysis of Deep Neural Network Models for Practical Applications*, "
         "arXiv:1605.07678 (2016).\n"
     )
@@ -408,4 +471,71 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
         + "## Against timm's published CPU figures\n\n" + rank_text
         + "## Every model\n\n" + table_md(view, counts, "latency-table", exports)
         + "## On a GPU\n\n" + gpu_text
+    )
+
+
+# ---- the paper-table builder (site/assets/js/builder.js) -------------------------------------
+
+BUILDER_COLUMNS = ["model", "params_m", "gmacs", "top1"]  # chosen when the page opens
+
+
+def builder_defaults(everything: pd.DataFrame) -> list[str]:
+    """The slugs the builder starts with: the 2016 survey's networks that the data holds (each
+    architecture's first weights), else a handful of well-known models."""
+    from zoo.catalogue.entries import SETS
+
+    picks = []
+    for spec in SETS["survey"]:
+        library, arch = spec.split(":", 1)
+        rows = everything[(everything["library"] == library) & (everything["arch"] == arch)]
+        if len(rows):
+            picks.append(model_slug(rows.iloc[0]))
+    if not picks:
+        picks = [model_slug(r) for _, r in everything.dropna(subset=["top1"]).head(6).iterrows()]
+    return picks
+
+
+def builder_page(everything: pd.DataFrame, bibtex: str) -> str:
+    """The paper-table builder: the page's controls; the script fills them from models.json."""
+    from zoo.report.formats import LONG as LONG_ROWS
+
+    settings = {"models": builder_defaults(everything), "columns": BUILDER_COLUMNS,
+                "digits": 2, "format": "latex", "bibtex": bibtex,
+                "caption": "Image-classification models: size, cost and accuracy."}
+    payload = json.dumps(settings).replace("</", "<\\/")
+    digits = "".join(f'<option value="{d}"{" selected" if d == 2 else ""}>{d}</option>'
+                     for d in range(5))
+    return (
+        "# Table builder\n\n" + GENERATED
+        + "Pick models and columns, choose the rounding, and copy or download the table as LaTeX "
+        "(booktabs), Markdown or CSV, with the BibTeX of the zoo and of the models' papers. It "
+        "runs in this page, offline, from the site's table of every model "
+        "([`models.json`](assets/data/models.json)); the selection is kept in the address, so a "
+        "link gives the same table. The LaTeX is the site's own export format (`zoo/report/"
+        f"formats.py`): numbers right-aligned, `longtable` above {LONG_ROWS} rows. Stamp: "
+        f"{stamp(everything)}.\n\n"
+        '<div id="zoo-builder" class="zoo-builder">\n'
+        f'<script type="application/json" id="builder-settings">{payload}</script>\n'
+        '<div class="zoo-builder-pick"><label for="builder-search"><strong>Models</strong></label> '
+        '<input type="search" id="builder-search" placeholder="Search models (e.g. resnet50)" '
+        'autocomplete="off"> <span id="builder-count"></span>\n'
+        '<div id="builder-models" class="zoo-builder-list" '
+        'style="max-height:18em;overflow:auto;border:1px solid #ccc;padding:.3em .6em"></div>\n'
+        '<p><strong>Chosen</strong> (in the table\'s order): <span id="builder-chosen"></span> '
+        '<button type="button" id="builder-clear">clear</button></p></div>\n'
+        '<fieldset id="builder-columns" style="min-width:0"><legend>Columns</legend></fieldset>\n'
+        '<p><label>Digits <select id="builder-digits">' + digits + '</select></label> '
+        '<label>Format <select id="builder-format"><option value="latex">LaTeX</option>'
+        '<option value="markdown">Markdown</option><option value="csv">CSV</option></select>'
+        '</label> <label>Caption <input type="text" id="builder-caption" size="50"></label></p>\n'
+        '<textarea id="builder-output" rows="14" readonly spellcheck="false" '
+        'style="width:100%;font-family:monospace;font-size:.75rem"></textarea>\n'
+        '<p><button type="button" class="md-button" id="builder-copy">Copy table</button> '
+        '<button type="button" class="md-button" id="builder-download">Download table</button> '
+        '<span id="builder-status" role="status"></span></p>\n'
+        '<textarea id="builder-bib" rows="10" readonly spellcheck="false" '
+        'style="width:100%;font-family:monospace;font-size:.75rem"></textarea>\n'
+        '<p><button type="button" class="md-button" id="builder-copy-bib">Copy BibTeX</button> '
+        '<button type="button" class="md-button" id="builder-download-bib">Download BibTeX</button></p>\n'
+        "</div>\n"
     )
