@@ -290,6 +290,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     (docs / "figures.md").write_text(pages.figures(counts, specs))
     (docs / "counters.md").write_text(pages.counters(ctable, cats, counts, specs["counter-ratios"]))
     (docs / "models.md").write_text(pages.model_index(counts))
+    (docs / "compare.md").write_text(pages.compare_page(counts, charts.compare(counts).to_dict()))
     (docs / "methods.md").write_text(fill((SOURCES / "methods.md").read_text(), methods_values(
         counts, layers, data["memory-fit.csv"])))
     keys = tables.keys(counts)

@@ -227,25 +227,34 @@ def memory_breakdown(memory: pd.DataFrame, counts: pd.DataFrame, batch: int = 32
 
 def explorer(counts: pd.DataFrame) -> alt.Chart:
     """Every model with a published accuracy: top-1 vs forward GMACs (log), bubble area =
-    parameters, coloured by library; a search box and library and family menus filter it."""
-    df = with_display_columns(counts.dropna(subset=["top1", "gmacs"]))[
-        ["model", "library", "family", "weights", "img_size", "params_m", "gmacs", "top1",
-         "acc_source"]]
+    parameters, coloured by library; a search box and library, family and licence menus filter
+    it."""
+    df = with_display_columns(counts.dropna(subset=["top1", "gmacs"]))
+    # the licence as the library states it; '' where it states none (or the data predates it)
+    df["license"] = (df["license"].fillna("").astype(str).str.strip()
+                     if "license" in df.columns else "")
+    df = df[["model", "library", "family", "weights", "img_size", "params_m", "gmacs", "top1",
+             "acc_source", "license"]]
     search = alt.param(name="search", value="", bind=alt.binding(
         input="search", placeholder="part of a name", name="model "))
     library = alt.param(name="library", value="all", bind=alt.binding_select(
         options=["all", *sorted(df["library"].unique())], name="library "))
     family = alt.param(name="family", value="all", bind=alt.binding_select(
         options=["all", *sorted(df["family"].unique())], name="family "))
+    licences = sorted(df["license"].unique())
+    licence = alt.param(name="licence", value="all", bind=alt.binding_select(
+        options=["all", *licences], labels=["all", *(x or "not stated" for x in licences)],
+        name="licence "))
     return alt.Chart(df).mark_circle(stroke="white", strokeWidth=0.3, opacity=0.6).encode(
         x=alt.X("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (batch 1, log)"),
         y=alt.Y("top1:Q", scale=alt.Scale(zero=False), title="ImageNet top-1 (%)"),
         size=alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(range=[8, 800])),
         color=alt.Color("library:N", title="library"),
-        tooltip=TOOLTIP + [alt.Tooltip("family:N")],
-    ).add_params(search, library, family).transform_filter(
+        tooltip=TOOLTIP + [alt.Tooltip("family:N"), alt.Tooltip("license:N", title="licence")],
+    ).add_params(search, library, family, licence).transform_filter(
         "(library == 'all' || datum.library == library)"
         " && (family == 'all' || datum.family == family)"
+        " && (licence == 'all' || datum.license == licence)"
         " && (search == '' || indexof(lower(datum.model), lower(search)) >= 0)"
     ).interactive().properties(
         width=WIDTH, height=HEIGHT,
@@ -342,3 +351,35 @@ def energy_vs_batch(gpu: pd.DataFrame, counts: pd.DataFrame) -> alt.Chart:
     ).add_params(pick).transform_filter(pick).properties(
         width=WIDTH, height=360, title=_title(
             f"Energy per image vs batch size, {df['device_name'].iloc[0]}", counts))
+
+
+# ---- compare ------------------------------------------------------------------------------------
+
+def compare(counts: pd.DataFrame) -> alt.Chart:
+    """The Compare page's chart: the default zoo by top-1 vs forward GMACs (log), bubble area =
+    parameters, in grey with its Pareto frontier; the models a visitor picks are drawn on top,
+    labelled, from the named data set ``picked`` (empty here: the page's script fills it with
+    rows of models.json)."""
+    df = with_display_columns(counts.dropna(subset=["top1", "gmacs"]))[
+        ["model", "library", "weights", "img_size", "params_m", "gmacs", "top1", "acc_source"]]
+    x = alt.X("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (batch 1, log)")
+    y = alt.Y("top1:Q", scale=alt.Scale(zero=False), title="ImageNet top-1 (%)")
+    size = alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(range=[15, 1500]))
+    zoo = alt.Chart(df).mark_circle(color="#9e9e9e", opacity=0.35).encode(
+        x=x, y=y, size=size, tooltip=TOOLTIP)
+    frontier = alt.Chart(pareto_frontier(df)).mark_line(
+        color="#616161", strokeDash=[4, 3], strokeWidth=1, interpolate="step-after"
+    ).encode(x="gmacs:Q", y="top1:Q")
+    picked = alt.Data(name="picked")
+    points = alt.Chart(picked).mark_circle(opacity=0.9, stroke="black", strokeWidth=1.2).encode(
+        x=x, y=y, size=alt.Size("params_m:Q", legend=None, scale=alt.Scale(range=[15, 1500])),
+        color=alt.Color("model:N", title="picked", scale=alt.Scale(scheme="category10")),
+        tooltip=TOOLTIP).properties(name="picked")
+    labels = alt.Chart(picked).mark_text(align="left", dx=9, dy=-9, fontSize=11,
+                                         fontWeight="bold").encode(
+        x=x, y=y, text="model:N", color=alt.Color("model:N", legend=None)
+    ).properties(name="picked_labels")
+    return alt.layer(zoo, frontier, points, labels).resolve_scale(size="shared").properties(
+        width=WIDTH, height=HEIGHT,
+        title=_title("The picked models against the zoo: top-1 vs operations (grey: the zoo; "
+                     "dashed: its Pareto frontier)", counts))

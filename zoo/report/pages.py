@@ -135,6 +135,14 @@ def _fmt4(x):
     return f"{x:.4f}" if isinstance(x, float) and not pd.isna(x) else ("" if pd.isna(x) else x)
 
 
+def licence_column(counts: pd.DataFrame) -> pd.Series:
+    """Each model's licence as the library states it ('' where it states none, or the data
+    predates the column)."""
+    if "license" not in counts.columns:
+        return pd.Series("", index=counts.index)
+    return counts["license"].map(_text)
+
+
 def model_index(counts: pd.DataFrame) -> str:
     df = counts.copy()
     df["model"] = [f"[{r.arch}.{r.weights}](models/{model_slug(r)}.md)" for _, r in df.iterrows()]
@@ -144,6 +152,7 @@ def model_index(counts: pd.DataFrame) -> str:
         "GMACs": df["gmacs"].map("{:.3f}".format),
         "train GFLOPs": df["gflops_train"].map(lambda x: fmt(x, 2)),
         "top-1": df["top1"].map(lambda x: fmt(x, 2)), "top-5": df["top5"].map(lambda x: fmt(x, 2)),
+        "licence": licence_column(df),
     })
     return ("# Models\n\n" + GENERATED + f"{len(df)} models. Click a header to sort; type in the "
             "box to filter.\n\n" + table_md(view, counts)
@@ -164,12 +173,13 @@ def explorer(counts: pd.DataFrame, spec: dict, pages_of: set[tuple], failures: p
         "params (M)": (counts["params"] / 1e6).map("{:.3f}".format),
         "GMACs": counts["gmacs"].map("{:.3f}".format),
         "top-1": counts["top1"].map(lambda x: fmt(x, 2)),
+        "licence": licence_column(counts),
     })
     text = ("# Explorer\n\n" + GENERATED
             + f"All {len(counts)} models counted ({counts.arch.nunique()} architectures); "
             f"{len(acc)} have a published ImageNet accuracy and are drawn. Type part of a name, or "
-            "pick a library or a family, to filter the chart; the table below sorts by any "
-            "column and filters too.\n\n"
+            "pick a library, a family or a licence, to filter the chart; the table below sorts by "
+            "any column and filters too.\n\n"
             + chart_html("explorer", spec) + table_md(view, counts))
     if not failures.empty:
         reasons = failures["error"].str.extract(r"^([^:]+)", expand=False).fillna("error")
@@ -201,23 +211,148 @@ def memory_section(fits: pd.DataFrame | None, counts: pd.DataFrame) -> str:
             + table_md(view, counts))
 
 
+def _text(x) -> str:
+    """A string field of the data as text: '' for a missing or empty one."""
+    return "" if x is None or (isinstance(x, float) and pd.isna(x)) else str(x).strip()
+
+
+def paper_link(paper) -> str:
+    """An arXiv id (``arXiv:NNNN.NNNNN``) as a link to its abstract; other text as it is."""
+    text = _text(paper)
+    if text.lower().startswith("arxiv:"):
+        ident = text.split(":", 1)[1]
+        return f"[{text}](https://arxiv.org/abs/{ident})"
+    return text
+
+
+def _source_text(source) -> str:
+    text = _text(source)
+    return f"[{text}]({text})" if text.startswith(("http://", "https://")) else text
+
+
+def licence_text(row) -> str:
+    """A weight's licence, with where it is stated; says so when the library states none."""
+    licence, source = _text(row.get("license")), _source_text(row.get("license_source"))
+    if licence:
+        return f"`{licence}`" + (f" (from {source})" if source else "")
+    return "not stated by the library" + (f" ({source})" if source else "")
+
+
+def pareto_neighbours(row, counts: pd.DataFrame) -> pd.DataFrame:
+    """The models of ``counts`` with fewer forward GMACs and a higher top-1 than ``row``
+    (none: ``row`` is on the accuracy-vs-GMACs frontier), cheapest first."""
+    if pd.isna(row.get("top1")) or pd.isna(row.get("gmacs")):
+        return counts.iloc[:0]
+    better = counts[(counts["gmacs"] < row["gmacs"]) & (counts["top1"] > row["top1"])]
+    return better.sort_values(["gmacs", "top1"], kind="stable")
+
+
+GLANCE_MEMORY = [("training, AMP bf16, AdamW", "training", "bf16", "adamw"),
+                 ("training, fp32, AdamW", "training", "fp32", "adamw"),
+                 ("inference, fp32", "inference", "fp32", "")]
+GLANCE_CARDS = [12, 24, 80]
+
+
+def memory_glance(fits: pd.DataFrame | None) -> str:
+    """The largest batch that fits on common cards, as a small table (HTML); '' without fits."""
+    if fits is None or fits.empty:
+        return ""
+    rows = []
+    for label, mode, precision, optimizer in GLANCE_MEMORY:
+        pick = fits[(fits["mode"] == mode) & (fits["precision"] == precision)
+                    & (fits["optimizer"].fillna("") == optimizer)]
+        if pick.empty:
+            continue
+        cells = "".join(
+            f"<td>{largest_batch_text(int(pick.iloc[0][f'max_batch_{g}gb']))}</td>"
+            if not pd.isna(pick.iloc[0].get(f"max_batch_{g}gb")) else "<td></td>"
+            for g in GLANCE_CARDS)
+        rows.append(f"<tr><th scope=\"row\">{label}</th>{cells}</tr>")
+    if not rows:
+        return ""
+    head = "".join(f"<th scope=\"col\">{g} GB</th>" for g in GLANCE_CARDS)
+    return ('<table class="zoo-glance-memory" id="zoo-memory-glance"><caption>Largest batch that '
+            'fits (predicted; <a href="#memory">details</a>)</caption>'
+            f"<thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>\n\n")
+
+
+def _tile(value: str, label: str, detail: str = "") -> str:
+    return (f'<div class="zoo-tile"><span class="zoo-tile-value">{value}</span>'
+            f'<span class="zoo-tile-label">{label}</span>'
+            + (f'<span class="zoo-tile-detail">{detail}</span>' if detail else "") + "</div>")
+
+
+def model_card(row, counts: pd.DataFrame, memory_fits: pd.DataFrame | None = None,
+               latency: pd.DataFrame | None = None) -> str:
+    """The top of a model page: how to load it, its paper and licence, its cost and accuracy at a
+    glance, its memory on common cards, and where it sits against the default zoo's frontier."""
+    from zoo.report.site_data import load_snippet  # site_data imports this module
+
+    slug = model_slug(row)
+    facts = (f"**{row['library']}** · family **{row['family']}** · architecture "
+             f"`{row['arch']}` · weights `{row['weights']}` · input 3 x {row['img_size']} x "
+             f"{row['img_size']} · "
+             f'<a class="zoo-compare-link" href="../../compare/?m={slug}">compare with…</a>\n\n')
+    load = load_snippet(row)
+    load_md = (f'<div class="zoo-load" markdown>\n\n```python\n{load}\n```\n\n</div>\n\n'
+               if load else "")
+    paper = paper_link(row.get("paper"))
+    paper_source = _source_text(row.get("paper_source"))
+    paper_md = (paper + (f" (from {paper_source})" if paper_source else "")) if paper else \
+        "not stated by the library"
+    acc = row["acc_source"] if isinstance(row["acc_source"], str) and row["acc_source"] else \
+        "no published ImageNet-1k figure for this weight"
+    about = (f"- **Paper:** {paper_md}\n- **Licence:** {licence_text(row)}\n"
+             f"- **Accuracy source:** {acc}\n\n")
+    tiles = [
+        _tile(f"{fmt(row['top1'], 2)}%" if not pd.isna(row["top1"]) else "—", "ImageNet top-1",
+              f"top-5 {fmt(row['top5'], 2)}%" if not pd.isna(row["top5"]) else "no top-5"),
+        _tile(fmt(row["gmacs"], 3), "GMACs, forward",
+              f"reference {fmt(row['gmacs'], 4)} · thop / fvcore / torch-CPU "
+              + " / ".join(fmt(row[c], 4) for c in ("gmacs_thop", "gmacs_fvcore", "gmacs_torch"))),
+        _tile(f"{row['params'] / 1e6:.2f} M", "parameters",
+              f"{int(row['params']):,} · {row['params'] * 4 / 2**20:.1f} MiB in fp32"),
+        _tile(fmt(row["gflops_train"], 2), "GFLOPs to train, per sample",
+              f"forward + backward: {fmt(row['gflops_train'], 3)}"),
+    ]
+    if latency is not None and not latency.empty:
+        b1 = latency[(latency["device"] == "cpu") & (latency["infer_batch_size"] == 1)
+                     & latency["infer_step_time"].notna()]
+        if not b1.empty:
+            b1 = b1[b1["threads"] == b1["threads"].max()].iloc[0]
+            tiles.append(_tile(f"{fmt(b1['infer_step_time'], 1)} ms", "CPU, batch 1",
+                               f"{b1['device_name']}, {int(b1['threads'])} threads"))
+    glance = f'<div class="zoo-tiles">{"".join(tiles)}</div>\n\n'
+    return (facts + load_md + about + glance + memory_glance(memory_fits)
+            + f'<p class="zoo-stamp">{stamp(counts)}</p>\n\n' + pareto_section(row, counts))
+
+
+def pareto_section(row, counts: pd.DataFrame) -> str:
+    """Where a model sits against the default zoo's accuracy-vs-GMACs frontier, by name."""
+    if pd.isna(row.get("top1")) or pd.isna(row.get("gmacs")):
+        return ("**Against the frontier:** no published top-1, so not placed against the zoo's "
+                "accuracy-vs-GMACs frontier.\n\n")
+    better = pareto_neighbours(row, counts)
+    if better.empty:
+        return ('<p id="zoo-pareto" markdown="span">**On the Pareto frontier:** no model of the '
+                "zoo has fewer MACs and a higher top-1 (see the [frontier](../index.md)).</p>\n\n")
+    links = ", ".join(f'<a class="zoo-pareto-model" href="../{model_slug(r)}/">'
+                      f"{r['arch']}.{r['weights']}</a> ({fmt(r['gmacs'], 2)} GMACs, "
+                      f"{fmt(r['top1'], 2)}%)" for _, r in better.iterrows())
+    many = len(better) > 12
+    head = (f"<strong>Off the Pareto frontier:</strong> {len(better)} model"
+            + ("s of the zoo have" if len(better) > 1 else " of the zoo has")
+            + " fewer MACs and a higher top-1")
+    if many:
+        return (f'<div id="zoo-pareto"><p>{head}.</p><details><summary>The {len(better)}, '
+                f"cheapest first</summary><p>{links}</p></details></div>\n\n")
+    return f'<div id="zoo-pareto"><p>{head}: {links}.</p></div>\n\n'
+
+
 def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame,
                counts: pd.DataFrame, layer_spec: dict, memory_fits: pd.DataFrame | None = None,
                latency: pd.DataFrame | None = None) -> str:
     name = f"{row['arch']}.{row['weights']}"
-    key_numbers = pd.DataFrame([
-        ("library", row["library"]), ("architecture", row["arch"]), ("weights", row["weights"]),
-        ("family", row["family"]), ("input", f"3 x {row['img_size']} x {row['img_size']}"),
-        ("parameters", f"{int(row['params']):,}"),
-        ("parameter memory, fp32", f"{row['params'] * 4 / 2**20:.1f} MiB"),
-        ("forward GMACs (reference)", fmt(row["gmacs"], 4)),
-        ("thop / fvcore / torch-CPU GMACs", " / ".join(fmt(row[c], 4) for c in
-                                                        ("gmacs_thop", "gmacs_fvcore", "gmacs_torch"))),
-        ("training GFLOPs per sample (fwd + bwd)", fmt(row["gflops_train"], 3)),
-        ("ImageNet top-1 / top-5 (%)", f"{fmt(row['top1'], 3)} / {fmt(row['top5'], 3)}"),
-    ], columns=["", "value"])
-    source = row["acc_source"] if isinstance(row["acc_source"], str) and row["acc_source"] else \
-        "no published ImageNet-1k figure for this weight"
     by_cat = ops.pivot_table(index="category", columns="counter", values="gmacs", aggfunc="sum")
     by_cat = by_cat.reindex(columns=[c for c in ("reference", "thop", "fvcore", "torch")
                                      if c in by_cat.columns]).fillna(0.0)
@@ -228,8 +363,7 @@ def model_page(row, layers: pd.DataFrame, ops: pd.DataFrame, notes: pd.DataFrame
     table["params"] = table["params"].map("{:,}".format)
     table = table.rename(columns={"output_shape": "output shape"})
     return (
-        f"# {name}\n\n" + GENERATED + table_md(key_numbers, counts)
-        + f"**Accuracy source:** {source}.\n\n"
+        f"# {name}\n\n" + GENERATED + model_card(row, counts, memory_fits, latency)
         + "## Where the counters differ\n\nGMACs per op category.\n\n" + table_md(by_cat, counts)
         + (f"What the counters could not count:\n\n{note_lines}\n" if note_lines else "")
         + memory_section(memory_fits, counts)
@@ -475,6 +609,35 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
 
 
 # ---- the paper-table builder (site/assets/js/builder.js) -------------------------------------
+
+
+def compare_page(counts: pd.DataFrame, spec: dict) -> str:
+    """Two to six models side by side, picked from every model of models.json (the page's script,
+    ``site/assets/js/compare.js``, fills it; the picks are in the URL: ``?m=slug1,slug2``)."""
+    from zoo.store.schema import MAX_BATCH  # a largest batch at it is a lower bound
+
+    return (
+        "# Compare\n\n" + GENERATED
+        + "Pick two to six models: type part of a name, then click one (or press Enter for the "
+        "first). Every model counted can be picked, in or out of the default zoo. The address of "
+        "this page holds the picks, so a link to it shows the same comparison. A model's own "
+        "page links here with that model already picked.\n\n"
+        f'<div id="zoo-compare" data-max="6" data-max-batch="{MAX_BATCH}">\n'
+        '<p><label for="compare-search">Add a model </label>'
+        '<input type="search" id="compare-search" placeholder="part of a name, e.g. resnet50" '
+        'autocomplete="off" disabled></p>\n'
+        '<ul class="zoo-compare-results" id="compare-results" aria-live="polite"></ul>\n'
+        '<div class="zoo-compare-picked" id="compare-picked"></div>\n'
+        '<p id="compare-status" aria-live="polite">Loading the table of models…</p>\n'
+        "</div>\n\n"
+        + chart_html("compare", spec, download=False)
+        + '<div id="compare-table"></div>\n\n'
+        + "Grey: the default zoo's models with a published accuracy (bubble area = parameters); "
+        "dashed: their Pareto frontier. The picked models are drawn on top in colour. The "
+        "figures are those of [the table of models](assets/data/models.json) (JSON; see "
+        "[Data and citing](data.md)).\n"
+    )
+
 
 BUILDER_COLUMNS = ["model", "params_m", "gmacs", "top1"]  # chosen when the page opens
 
