@@ -30,7 +30,8 @@ def compile_table(tex: str, folder: Path, name: str = "table") -> list[str]:
     doc.write_text("\\documentclass{article}\n" + m.group(1) + "\n\\begin{document}\n"
                    f"\\input{{{name}.tex}}\n\\end{{document}}\n")
     run = subprocess.run([pdflatex_path(), "-interaction=nonstopmode", "-halt-on-error", doc.name],
-                         cwd=folder, capture_output=True, text=True, timeout=300)
+                         cwd=folder, capture_output=True, text=True, errors="replace",
+                         timeout=300)
     log = (folder / f"doc-{name}.log").read_text(errors="replace")
     problems = []
     if run.returncode != 0:

@@ -387,8 +387,6 @@ DATA_FILES = {
     "memory-savings.csv": "memory saved by each technique, per model (bytes)",
     "latency.csv": "measured time per batch on this machine's CPU (ms), per model and set-up",
 }
-UNITS = {"csv": "the data's units (bytes, GMACs, ms, %)", "md": "as the page's table",
-         "tex": "as the page's table"}
 
 
 def _download_rows(files: list[str], downloads) -> list[str]:
