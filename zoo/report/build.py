@@ -261,7 +261,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     write_bundle(docs / "assets" / "js")
     stamp = charts.stamp(counts)
 
-    specs = {"bubble": charts.bubble(counts), "ranked-top1": charts.ranked_top1(counts),
+    specs = {"bubble": charts.bubble(counts), "top1-by-family": charts.top1_by_family(counts),
              "accuracy-density": charts.accuracy_density(counts),
              "params-vs-ops": charts.params_vs_ops(counts)}
     ctable = counters_table(counts)

@@ -10,6 +10,16 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from zoo.catalogue.entries import KINDS, SETS, kind_of
+from zoo.report.labels import (
+    FONT_SIZE,
+    Scale,
+    linear_domain,
+    log_domain,
+    place,
+    short_names,
+    text_width,
+)
 from zoo.report.timing import setup_name
 
 TOOLTIP = [
@@ -62,66 +72,306 @@ def _family_legend_selection():
     return alt.selection_point(fields=["family"], bind="legend")
 
 
-def bubble(counts: pd.DataFrame) -> alt.Chart:
-    """The survey's figure: top-1 vs forward GMACs (log), bubble area = parameters."""
-    df = with_display_columns(counts.dropna(subset=["top1", "gmacs"]))
-    families = _family_legend_selection()
-    base = alt.Chart(df).encode(
-        x=alt.X("gmacs:Q", scale=alt.Scale(type="log"), title="forward GMACs (batch 1, log)"),
-        y=alt.Y("top1:Q", scale=alt.Scale(zero=False), title="ImageNet top-1 (%)"),
-    )
-    points = base.mark_circle(stroke="white", strokeWidth=0.5).encode(
-        size=alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(range=[15, 1500])),
-        color=alt.Color("family:N", title="family", scale=alt.Scale(scheme="tableau20"),
-                        legend=alt.Legend(symbolLimit=0)),
-        opacity=alt.condition(families, alt.value(0.75), alt.value(0.08)),
-        tooltip=TOOLTIP,
-    ).add_params(families).interactive()
-    frontier = alt.Chart(pareto_frontier(df)).mark_line(
+# ---- the survey's figures: colour by kind, labels placed without overlap ----------------------
+
+# Okabe and Ito's colour-blind-safe palette, one colour per kind; grey for "other"
+KIND_COLOURS = {"classic CNN": "#E69F00", "ResNet-like": "#0072B2", "mobile/efficient": "#009E73",
+                "vision transformer": "#D55E00", "hybrid": "#CC79A7", "MLP": "#56B4E9",
+                "other": "#999999"}
+KEEP = ["model", "library", "arch", "weights", "img_size", "family", "kind", "params_m", "gmacs",
+        "top1", "top5", "acc_source"]
+
+
+def with_kinds(df: pd.DataFrame, extra: tuple = ()) -> pd.DataFrame:
+    """``df`` with the kind of each row's family, cut to the columns a chart shows (``KEEP`` and
+    ``extra``): no text column left holding NaN, which a spec cannot carry."""
+    df = df.copy()
+    df["kind"] = df["family"].map(kind_of)
+    df = df[[c for c in dict.fromkeys([*KEEP, *extra]) if c in df.columns]]
+    text = [c for c in df.columns if df[c].dtype == object]
+    df[text] = df[text].fillna("")
+    return df
+
+
+def _kind_color(df: pd.DataFrame, legend: bool = True) -> alt.Color:
+    """Colour by kind, Okabe-Ito, the same colour for a kind on every chart."""
+    kinds = [k for k in KINDS if k in set(df["kind"])] + sorted(set(df["kind"]) - set(KINDS))
+    return alt.Color("kind:N", title="kind", scale=alt.Scale(
+        domain=kinds, range=[KIND_COLOURS.get(k, "#999999") for k in kinds]),
+        legend=alt.Legend(orient="right") if legend else None)
+
+
+def _kind_and_family(df: pd.DataFrame):
+    """A kind picked in the legend and a family picked in a menu (or by clicking a point)."""
+    families = sorted(df["family"].unique())
+    kind = alt.selection_point(fields=["kind"], bind="legend")
+    family = alt.selection_point(fields=["family"], bind=alt.binding_select(
+        options=[None, *families], labels=["all", *families], name="family "))
+    return kind, family
+
+
+def survey_rows(df: pd.DataFrame) -> pd.Series:
+    """Which rows are the 2016 survey's networks (``SETS["survey"]``)."""
+    hit = pd.Series(False, index=df.index)
+    for spec in SETS["survey"]:
+        library, name = spec.split(":", 1)
+        arch, _, weights = name.partition(".")
+        match = (df["library"] == library) & (df["arch"] == arch)
+        if weights:
+            match &= df["weights"] == weights
+        hit |= match
+    return hit
+
+
+def _label_layers(layout, x: Scale, y: Scale, df: pd.DataFrame, xf: alt.X, yf: alt.Y, name: str,
+                  dim) -> list:
+    """The placed labels as layers: leader lines, a white halo, the text (mark ``name``)."""
+    rows = []
+    for p in layout.placed:
+        row = df.loc[p.key]
+        lead = p.leader or (np.nan,) * 4
+        rows.append({"model": row["model"], "family": row["family"], "kind": row["kind"],
+                     "label": p.text, "why": row["why"],
+                     "lx": float(x.invert(p.cx)), "ly": float(y.invert(p.cy)),
+                     "x1": float(x.invert(lead[0])) if p.leader else None,
+                     "y1": float(y.invert(lead[1])) if p.leader else None,
+                     "x2": float(x.invert(lead[2])) if p.leader else None,
+                     "y2": float(y.invert(lead[3])) if p.leader else None})
+    labels = pd.DataFrame(rows, columns=["model", "family", "kind", "label", "why", "lx", "ly",
+                                         "x1", "y1", "x2", "y2"])
+    lx = alt.X("lx:Q", scale=xf["scale"], title=xf["title"])
+    ly = alt.Y("ly:Q", scale=yf["scale"], title=yf["title"])
+    fade = alt.condition(dim, alt.value(1), alt.value(0.15)) if dim is not None else alt.value(1)
+    leaders = alt.Chart(labels.dropna(subset=["x1"])).mark_rule(
+        color="#555555", strokeWidth=0.7).encode(
+        x=alt.X("x1:Q", scale=xf["scale"], title=xf["title"]), y=alt.Y("y1:Q", scale=yf["scale"],
+                                                                 title=yf["title"]),
+        x2="x2:Q", y2="y2:Q", opacity=fade).properties(name=f"{name}_leaders")
+    text = {"align": "center", "baseline": "middle", "fontSize": FONT_SIZE}
+    halo = alt.Chart(labels).mark_text(stroke="white", strokeWidth=3, strokeOpacity=0.85,
+                                       **text).encode(
+        x=lx, y=ly, text="label:N", opacity=fade).properties(name=f"{name}_halo")
+    fg = alt.Chart(labels).mark_text(color="#111111", **text).encode(
+        x=lx, y=ly, text="label:N", opacity=fade,
+        tooltip=["model:N", "family:N", alt.Tooltip("why:N", title="labelled as")],
+    ).properties(name=name)
+    return [leaders, halo, fg]
+
+
+def _labelled(df: pd.DataFrame, front: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``why`` (Pareto, survey, both or '') for each row; Pareto rows first."""
+    df = df.copy()
+    pareto = df.index.isin(front.index)
+    survey = survey_rows(df).to_numpy()
+    df["why"] = np.select([pareto & survey, pareto, survey],
+                          ["Pareto-optimal; 2016 survey", "Pareto-optimal", "2016 survey"], "")
+    return df
+
+
+def _steps(front: pd.DataFrame, x: Scale, y: Scale, xcol: str, ycol: str) -> list[tuple]:
+    """The frontier's step-after line as pixel segments."""
+    px, py = x(front[xcol].to_numpy()), y(front[ycol].to_numpy())
+    segs = []
+    for i in range(len(px) - 1):
+        segs += [(px[i], py[i], px[i + 1], py[i]), (px[i + 1], py[i], px[i + 1], py[i + 1])]
+    return segs
+
+
+def _layout(df: pd.DataFrame, x: Scale, y: Scale, xcol: str, ycol: str, r, obstacles=(),
+            lines=()):
+    """Labels for the rows of ``df`` with a ``why``: Pareto models (cheapest first), then the
+    survey's networks."""
+    want = df[df["why"] != ""]
+    want = pd.concat([want[want["why"].str.startswith("Pareto")].sort_values(xcol),
+                      want[~want["why"].str.startswith("Pareto")].sort_values(xcol)])
+    names = short_names(want.to_dict("records"))
+    pos = {k: i for i, k in enumerate(df.index)}
+    return place(x(df[xcol].to_numpy()), y(df[ycol].to_numpy()), r,
+                 [(k, pos[k], n) for k, n in zip(want.index, names)], x.length, y.length,
+                 obstacles=obstacles, lines=lines)
+
+
+def _labels_meta(df: pd.DataFrame, layout) -> dict:
+    """What the chart labels and drops, for the page's text and the tests (``usermeta``)."""
+    return {"labelled": [df.loc[p.key, "model"] for p in layout.placed],
+            "dropped": [{"model": df.loc[k, "model"], "label": t, "reason": why}
+                        for k, t, why in layout.dropped]}
+
+
+BUBBLE_HEIGHT = 560  # taller than the rest: room for its labels
+
+
+def bubble(counts: pd.DataFrame) -> alt.LayerChart:
+    """The survey's figure: top-1 vs forward GMACs (log), bubble area = parameters, coloured by
+    kind; the Pareto-optimal models and the survey's networks labelled, without overlap."""
+    df = with_kinds(with_display_columns(counts.dropna(subset=["top1", "gmacs"]))).reset_index(
+        drop=True)
+    height = BUBBLE_HEIGHT
+    x = Scale(log_domain(df["gmacs"], WIDTH, 30), WIDTH, log=True)
+    y = Scale(linear_domain(df["top1"], height, 30), height, flip=True)
+    pmax = float(df["params_m"].max()) if len(df) else 1.0
+    area = (15, 1500)
+    r = np.sqrt((area[0] + (area[1] - area[0]) * df["params_m"].to_numpy() / pmax) / np.pi)
+    front = pareto_frontier(df)
+    df = _labelled(df, front)
+    layout = _layout(df, x, y, "gmacs", "top1", r + 0.5,
+                     lines=_steps(front, x, y, "gmacs", "top1"))
+    xf = alt.X("gmacs:Q", scale=alt.Scale(type="log", domain=list(x.domain), nice=False),
+               title="forward GMACs (batch 1, log)")
+    yf = alt.Y("top1:Q", scale=alt.Scale(domain=list(y.domain), nice=False, zero=False),
+               title="ImageNet top-1 (%)")
+    kind, family = _kind_and_family(df)
+    dim = kind & family
+    sizes = [v for v in (1, 10, 50, 100, 300, 600, 1000) if v <= pmax][-4:]
+    points = alt.Chart(df.drop(columns=["why"])).mark_circle(stroke="white", strokeWidth=0.5).encode(
+        x=xf, y=yf,
+        size=alt.Size("params_m:Q", title="params (M)", scale=alt.Scale(domain=[0, pmax],
+                                                                         range=list(area)),
+                      legend=alt.Legend(values=sizes)),
+        color=_kind_color(df),
+        opacity=alt.condition(dim, alt.value(0.75), alt.value(0.08)),
+        tooltip=TOOLTIP + [alt.Tooltip("family:N"), alt.Tooltip("kind:N")],
+    ).add_params(kind, family).interactive().properties(name="bubble_points")
+    frontier = alt.Chart(front[["gmacs", "top1"]]).mark_line(
         color="black", strokeDash=[4, 3], strokeWidth=1.2, interpolate="step-after"
-    ).encode(x="gmacs:Q", y="top1:Q")
-    return alt.layer(points, frontier).properties(
-        width=WIDTH, height=HEIGHT,
-        title=_title("Top-1 accuracy vs operations (bubble area = parameters; dashed: Pareto frontier)",
-                     counts))
+    ).encode(x=xf, y=yf)
+    return alt.layer(points, frontier, *_label_layers(layout, x, y, df, xf, yf, "bubble_labels",
+                                                      dim)).properties(
+        width=WIDTH, height=height, usermeta={"labels": _labels_meta(df, layout)},
+        title=_title("Top-1 accuracy vs operations (bubble area = parameters; dashed: Pareto "
+                     "frontier)", counts))
 
 
-def ranked_top1(counts: pd.DataFrame) -> alt.Chart:
-    df = with_display_columns(counts.dropna(subset=["top1"]))
-    families = _family_legend_selection()
-    return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("model:N", sort="-x", title=None, axis=alt.Axis(labelFontSize=8)),
-        x=alt.X("top1:Q", scale=alt.Scale(zero=False, domain=[50, 90]), title="ImageNet top-1 (%)"),
-        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20")),
-        opacity=alt.condition(families, alt.value(1), alt.value(0.15)),
-        tooltip=TOOLTIP,
-    ).add_params(families).properties(
-        width=WIDTH - 200, height=alt.Step(9), title=_title("Top-1 accuracy per network", counts))
+def best_per_family(counts: pd.DataFrame) -> pd.DataFrame:
+    """Each family's most accurate model (the cheaper one on a tie), with the family's range of
+    top-1 and its number of models; best family first."""
+    df = with_kinds(with_display_columns(counts.dropna(subset=["top1"])))
+    if df.empty:
+        return df.assign(worst=[], models=[], label=[])
+    best = df.sort_values(["top1", "gmacs"], ascending=[False, True], kind="stable"
+                          ).drop_duplicates("family")
+    span = df.groupby("family")["top1"].agg(worst="min", models="size")
+    best = best.join(span, on="family").reset_index(drop=True)
+    best["label"] = [f"{m} ({t:.2f}%)" for m, t in zip(best["model"], best["top1"])]
+    return best
+
+
+def top1_by_family(counts: pd.DataFrame) -> alt.HConcatChart:
+    """Top-1 per family, one row each (legible at any number of models): a dot for the family's
+    best model, named beside it, and a line over the range of its models, each a tick."""
+    df = with_kinds(with_display_columns(counts.dropna(subset=["top1"])))
+    best = best_per_family(counts)
+    order = list(best["family"])
+    step = 18
+    x = alt.X("top1:Q", title="ImageNet top-1 (%)", axis=alt.Axis(labelFontSize=11),
+              scale=alt.Scale(domain=list(linear_domain(df["top1"], 320, 10)), nice=False,
+                              zero=False))
+    y = alt.Y("family:N", sort=order, title=None, axis=alt.Axis(labelFontSize=11, labelLimit=0))
+    span = alt.Chart(best).mark_rule(color="#9e9e9e", strokeWidth=1.5).encode(
+        x=x, x2="worst:Q", y=y)
+    models = alt.Chart(df).mark_tick(color="#757575", thickness=1, size=10, opacity=0.6).encode(
+        x=x, y=y, tooltip=TOOLTIP + [alt.Tooltip("family:N")]).properties(name="family_models")
+    dots = alt.Chart(best).mark_circle(size=90, stroke="white", strokeWidth=0.8, opacity=1).encode(
+        x=x, y=y, color=alt.Color("kind:N", title="kind", scale=_kind_color(best)["scale"],
+                                  legend=alt.Legend(orient="bottom", columns=4)),
+        tooltip=TOOLTIP + [alt.Tooltip("family:N"), alt.Tooltip("kind:N"),
+                           alt.Tooltip("models:Q", title="models in the family")],
+    ).properties(name="family_best")
+    width = int(max([text_width(t, 11) for t in best["label"]] + [120])) + 8
+    names = alt.Chart(best).mark_text(align="left", baseline="middle", fontSize=11,
+                                      color="#111111").encode(
+        x=alt.value(0), y=alt.Y("family:N", sort=order, axis=None), text="label:N",
+        tooltip=TOOLTIP + [alt.Tooltip("family:N")],
+    ).properties(name="family_best_labels", width=width, height=alt.Step(step))
+    chart = alt.layer(span, models, dots).properties(width=320, height=alt.Step(step))
+    return alt.hconcat(chart, names, spacing=12).properties(title=alt.TitleParams(
+        f"Top-1 accuracy by family ({len(order)} families, {len(df)} models)", subtitle=[
+            ("dot: the family's best model, named on the right; line: the range of its models "
+             "(one tick each)"), stamp(counts)], anchor="start")).configure_view(stroke=None)
 
 
 def _family_scatter(df: pd.DataFrame, y: str, y_title: str, tooltip: list, title: str,
                     counts: pd.DataFrame) -> alt.Chart:
-    """Models by parameters (x, log) and ``y`` (log), coloured by family, legend filtering."""
-    families = _family_legend_selection()
+    """Models by parameters (x, log) and ``y`` (log), coloured by kind (Okabe-Ito); a kind picked
+    in the legend, a family in the menu; axes fitted to the data."""
+    df = with_kinds(df, extra=(y, "peak_gib", "density")).reset_index(drop=True)
+    kind, family = _kind_and_family(df)
+    x_dom = log_domain(df["params_m"], WIDTH, 12)
+    y_dom = log_domain(df[y], HEIGHT, 12)
     return alt.Chart(df).mark_circle(size=60).encode(
-        x=alt.X("params_m:Q", scale=alt.Scale(type="log"), title="parameters (M, log)"),
-        y=alt.Y(f"{y}:Q", scale=alt.Scale(type="log"), title=y_title),
-        color=alt.Color("family:N", scale=alt.Scale(scheme="tableau20"),
-                        legend=alt.Legend(symbolLimit=0)),
-        opacity=alt.condition(families, alt.value(0.8), alt.value(0.08)),
-        tooltip=tooltip,
-    ).add_params(families).interactive().properties(
+        x=alt.X("params_m:Q", scale=alt.Scale(type="log", domain=list(x_dom), nice=False),
+                title="parameters (M, log)"),
+        y=alt.Y(f"{y}:Q", scale=alt.Scale(type="log", domain=list(y_dom), nice=False),
+                title=y_title),
+        color=_kind_color(df),
+        opacity=alt.condition(kind & family, alt.value(0.8), alt.value(0.08)),
+        tooltip=tooltip + [alt.Tooltip("family:N"), alt.Tooltip("kind:N")],
+    ).add_params(kind, family).interactive().properties(
         width=WIDTH, height=HEIGHT, title=_title(title, counts))
 
 
-def accuracy_density(counts: pd.DataFrame) -> alt.Chart:
-    """The survey's "accuracy density": top-1 per million parameters, against parameters."""
-    df = with_display_columns(counts.dropna(subset=["top1"]))
+DENSITIES = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)  # top-1 % per million parameters
+
+
+def accuracy_density(counts: pd.DataFrame) -> alt.LayerChart:
+    """The survey's accuracy density, as it can be read: top-1 against parameters (log), with
+    curves of equal density (top-1 % per million parameters) and the Pareto frontier (the most
+    accurate model for its size), whose models are labelled."""
+    df = with_kinds(with_display_columns(counts.dropna(subset=["top1"]))).reset_index(drop=True)
     df["density"] = df["top1"] / df["params_m"]
-    return _family_scatter(
-        df, "density", "top-1 % per million parameters (log)",
-        TOOLTIP + [alt.Tooltip("density:Q", title="top-1 / M params", format=".2f")],
-        "Accuracy density", counts)
+    x = Scale(log_domain(df["params_m"], WIDTH, 20), WIDTH, log=True)
+    y = Scale(linear_domain(df["top1"], HEIGHT, 30), HEIGHT, flip=True)
+    xf = alt.X("params_m:Q", scale=alt.Scale(type="log", domain=list(x.domain), nice=False),
+               title="parameters (M, log)")
+    yf = alt.Y("top1:Q", scale=alt.Scale(domain=list(y.domain), nice=False, zero=False),
+               title="ImageNet top-1 (%)")
+    # curves of equal density: top1 = d x params, where they cross the plot
+    curves, tags, obstacles = [], [], []
+    for d in DENSITIES:
+        lo, hi = max(x.domain[0], y.domain[0] / d), min(x.domain[1], y.domain[1] / d)
+        if lo >= hi:
+            continue
+        for p in np.geomspace(lo, hi, 30):
+            curves.append({"density": d, "params_m": p, "top1": d * p})
+        # its name where it leaves the plot: at the top, or at the right edge
+        tx, ty = (y.domain[1] / d, y.domain[1]) if y.domain[1] / d <= x.domain[1] else \
+            (x.domain[1], d * x.domain[1])
+        text = f"{d:g} %/M"
+        w = text_width(text, 9)
+        cx, cy = min(float(x(tx)), WIDTH - w / 2 - 2), float(y(ty)) + 8
+        tags.append({"label": text, "params_m": float(x.invert(cx)), "top1": float(y.invert(cy))})
+        obstacles.append((cx - w / 2, cy - 6, cx + w / 2, cy + 6))
+    front = pareto_frontier(df, "params_m", "top1")
+    df = _labelled(df, front)
+    df["why"] = df["why"].where(df["why"].str.startswith("Pareto"), "")
+    df["why"] = df["why"].str.replace("; 2016 survey", "", regex=False)
+    layout = _layout(df, x, y, "params_m", "top1", np.full(len(df), 4.0), obstacles,
+                     _steps(front, x, y, "params_m", "top1"))
+    kind, family = _kind_and_family(df)
+    dim = kind & family
+    iso = alt.Chart(pd.DataFrame(curves, columns=["density", "params_m", "top1"])).mark_line(
+        color="#b0b0b0", strokeWidth=0.9).encode(
+        x=xf, y=yf, detail="density:N",
+        tooltip=[alt.Tooltip("density:Q", title="top-1 % per M params")],
+    ).properties(name="density_curves")
+    iso_tags = alt.Chart(pd.DataFrame(tags, columns=["label", "params_m", "top1"])).mark_text(
+        fontSize=9, color="#808080", align="center", baseline="middle").encode(
+        x=xf, y=yf, text="label:N").properties(name="density_curve_labels")
+    points = alt.Chart(df.drop(columns=["why"])).mark_circle(
+        size=45, stroke="white", strokeWidth=0.4).encode(
+        x=xf, y=yf, color=_kind_color(df),
+        opacity=alt.condition(dim, alt.value(0.8), alt.value(0.08)),
+        tooltip=TOOLTIP + [alt.Tooltip("family:N"), alt.Tooltip("kind:N"),
+                           alt.Tooltip("density:Q", title="top-1 % per M params", format=".2f")],
+    ).add_params(kind, family).interactive().properties(name="density_points")
+    frontier = alt.Chart(front[["params_m", "top1"]]).mark_line(
+        color="black", strokeDash=[4, 3], strokeWidth=1.2, interpolate="step-after").encode(
+        x=xf, y=yf)
+    return alt.layer(iso, iso_tags, points, frontier,
+                     *_label_layers(layout, x, y, df, xf, yf, "density_labels", dim)).properties(
+        width=WIDTH, height=HEIGHT, usermeta={"labels": _labels_meta(df, layout)},
+        title=_title("Top-1 accuracy vs parameters (dashed: the most accurate model for its size; "
+                     "grey: equal top-1 % per million parameters)", counts))
 
 
 def params_vs_ops(counts: pd.DataFrame) -> alt.Chart:

@@ -10,7 +10,8 @@ import json
 
 import pandas as pd
 
-from zoo.report.charts import pareto_frontier, stamp
+from zoo.catalogue.entries import kind_of
+from zoo.report.charts import pareto_frontier, stamp, survey_rows
 from zoo.report.timing import setup_name
 from zoo.store.schema import KEY, largest_batch_text
 
@@ -57,8 +58,11 @@ def home(counts: pd.DataFrame, bubble_spec: dict) -> str:
             + chart_html("bubble", bubble_spec)
             + f"The chart places {len(acc)} models of {acc.family.nunique()} families by the "
             f"multiply-accumulates of one forward pass (x, log scale) and their published ImageNet "
-            f"top-1 accuracy (y); a bubble's area is its parameter count. Click a family in the "
-            f"legend to pick it out, drag to pan, scroll to zoom.\n\n")
+            f"top-1 accuracy (y); a bubble's area is its parameter count and its colour the kind "
+            f"of network it is ({acc.family.map(kind_of).nunique()} kinds, in a palette "
+            "colour-blind readers can tell apart). Hover a bubble for the model and its family; "
+            "click a kind in the legend, or pick a family in the menu, to pick it out; drag to pan, "
+            "scroll to zoom.\n\n" + _bubble_labels_text(acc, bubble_spec))
     if not acc.empty:
         front = pareto_frontier(acc)
         cheapest, best = front.iloc[0], front.iloc[-1]
@@ -82,6 +86,22 @@ def home(counts: pd.DataFrame, bubble_spec: dict) -> str:
     )
 
 
+def _bubble_labels_text(acc: pd.DataFrame, spec: dict) -> str:
+    """What the bubble chart labels, and the labels it had no room for."""
+    meta = spec.get("usermeta", {}).get("labels", {"labelled": [], "dropped": []})
+    if not meta["labelled"] and not meta["dropped"]:
+        return ""
+    survey = int(survey_rows(acc).sum())
+    text = (f"Labelled: the models on the Pareto frontier and the {survey} weights of the 2016 "
+            "survey's networks in the zoo (AlexNet, VGG, GoogLeNet, Inception, ResNet, DenseNet), "
+            "placed so that no two labels overlap")
+    dropped = meta["dropped"]
+    if dropped:
+        text += (f"; {len(dropped)} had no room and are left off (hover their bubbles): "
+                 + ", ".join(d["model"] for d in dropped))
+    return text + ".\n\n"
+
+
 def _spread(acc: pd.DataFrame) -> str:
     band = acc[(acc.gmacs > 3.5) & (acc.gmacs < 4.5)]
     if band.empty:
@@ -91,16 +111,70 @@ def _spread(acc: pd.DataFrame) -> str:
             f"({lo.arch}) to {hi.params / 1e6:.1f} M ({hi.arch})")
 
 
+def ranking(counts: pd.DataFrame) -> pd.DataFrame:
+    """Every model with a published top-1, best first: the figures page's table."""
+    acc = counts.dropna(subset=["top1"]).sort_values(["top1", "gmacs"], ascending=[False, True],
+                                                     kind="stable")
+    return pd.DataFrame({
+        "rank": [str(i) for i in range(1, len(acc) + 1)],
+        "model": [f"[{r.arch}.{r.weights}](models/{model_slug(r)}.md)" for _, r in acc.iterrows()],
+        "family": acc["family"].values, "kind": acc["family"].map(kind_of).values,
+        "top-1": acc["top1"].map(lambda x: fmt(x, 2)).values,
+        "top-5": acc["top5"].map(lambda x: fmt(x, 2)).values,
+        "params (M)": (acc["params"] / 1e6).map("{:.2f}".format).values,
+        "GMACs": acc["gmacs"].map(lambda x: fmt(x, 3)).values,
+        "top-1 / M params": (acc["top1"] / (acc["params"] / 1e6)).map("{:.2f}".format).values,
+    })
+
+
 def figures(counts: pd.DataFrame, specs: dict) -> str:
+    acc = counts.dropna(subset=["top1"])
+    families = acc["family"].nunique()
+    front = pareto_frontier(acc.assign(params_m=acc["params"] / 1e6), "params_m", "top1")
+    size_text = ""
+    if not front.empty:
+        small, big = front.iloc[0], front.iloc[-1]
+        size_text = (f" ({len(front)} networks, from {small.arch} at "
+                     f"{small.params / 1e6:.1f} M parameters and {fmt(small.top1, 2)}% to "
+                     f"{big.arch} at {big.params / 1e6:.0f} M and {fmt(big.top1, 2)}%)")
     return (
         "# The survey's figures\n\n" + GENERATED
         + "Following Canziani, Paszke and Culurciello (arXiv:1605.07678), with today's zoo. "
-        "Memory and latency figures come with those measurements.\n\n"
-        "## Top-1 accuracy per network\n\n" + chart_html("ranked-top1", specs["ranked-top1"])
-        + "## Accuracy density\n\nTop-1 accuracy per million parameters: how efficiently a "
-        "network uses its parameters.\n\n" + chart_html("accuracy-density", specs["accuracy-density"])
+        "Memory and latency figures come with those measurements. Colours are the same on every "
+        "chart: one per kind of network (Okabe and Ito's colour-blind-safe palette); hover a "
+        "point for the model and its family.\n\n"
+        "## Top-1 accuracy by family\n\n" + chart_html("top1-by-family", specs["top1-by-family"])
+        + f"One row per family ({families}): the dot is its most accurate model, named on the "
+        "right, and the grey line spans the top-1 of all its models, one tick each, so the chart "
+        "stays legible however many models the zoo holds. Every model is in the ranking "
+        "below.\n\n"
+        "### Every model, ranked\n\n"
+        f"The {len(acc)} models with a published ImageNet top-1, best first. Click a header to "
+        "sort by it; type in the box to filter (a family, a kind, part of a name).\n\n"
+        + (table_md(ranking(counts), counts) if not acc.empty else "")
+        + "## Accuracy density\n\n" + chart_html("accuracy-density", specs["accuracy-density"])
+        + "The survey's accuracy density is top-1 per million parameters; it mostly falls as "
+        "networks grow (top-1 moves by tens of percent while parameters span three orders of "
+        "magnitude), so the chart draws accuracy against parameters with curves of equal "
+        "density (grey, in % per million parameters) and the dashed frontier of the most accurate "
+        f"network for its size{size_text}: the networks on that frontier, labelled, are the ones "
+        "that use their parameters best, and the farther below it a network sits, the more "
+        "parameters it spends for its accuracy.\n\n"
         + "## Parameters vs operations\n\n" + chart_html("params-vs-ops", specs["params-vs-ops"])
+        + "Parameters (x) against forward GMACs (y), both log" + _ops_spread(counts)
+        + ". Pick a family in the menu, or a kind in the legend.\n\n"
     )
+
+
+def _ops_spread(counts: pd.DataFrame) -> str:
+    """How far operations spread among models of about the same size (80-100 M parameters)."""
+    band = counts[(counts.params > 80e6) & (counts.params < 100e6)].dropna(subset=["gmacs"])
+    if len(band) < 2:
+        return ""
+    lo, hi = band.loc[band.gmacs.idxmin()], band.loc[band.gmacs.idxmax()]
+    return (f": models of the same size differ in operations; between 80 and 100 M parameters, "
+            f"from {fmt(lo.gmacs, 1)} GMACs ({lo.arch}, {lo.img_size} px) to {fmt(hi.gmacs, 1)} "
+            f"({hi.arch}, {hi.img_size} px)")
 
 
 def counters(table: pd.DataFrame, categories: pd.DataFrame, counts: pd.DataFrame,
@@ -247,6 +321,7 @@ def pareto_neighbours(row, counts: pd.DataFrame) -> pd.DataFrame:
     return better.sort_values(["gmacs", "top1"], kind="stable")
 
 
+# memory at a glance on a model page: (label, mode, precision, optimizer), and the cards shown
 GLANCE_MEMORY = [("training, AMP bf16, AdamW", "training", "bf16", "adamw"),
                  ("training, fp32, AdamW", "training", "fp32", "adamw"),
                  ("inference, fp32", "inference", "fp32", "")]
@@ -606,9 +681,6 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
     )
 
 
-# ---- the paper-table builder (site/assets/js/builder.js) -------------------------------------
-
-
 def compare_page(counts: pd.DataFrame, spec: dict) -> str:
     """Two to six models side by side, picked from every model of models.json (the page's script,
     ``site/assets/js/compare.js``, fills it; the picks are in the URL: ``?m=slug1,slug2``)."""
@@ -636,6 +708,8 @@ def compare_page(counts: pd.DataFrame, spec: dict) -> str:
         "[Data and citing](data.md)).\n"
     )
 
+
+# ---- the paper-table builder (site/assets/js/builder.js) -------------------------------------
 
 BUILDER_COLUMNS = ["model", "params_m", "gmacs", "top1"]  # chosen when the page opens
 
@@ -700,3 +774,4 @@ def builder_page(everything: pd.DataFrame, bibtex: str) -> str:
         '<button type="button" class="md-button" id="builder-download-bib">Download BibTeX</button></p>\n'
         "</div>\n"
     )
+
