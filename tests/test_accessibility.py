@@ -10,8 +10,13 @@ from browser import open_page
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"
 MODEL = "models/torchvision-resnet50-IMAGENET1K_V2-224/"
-PAGES = {"home": ("", ["chart-bubble"]), "model": (MODEL, ["chart-layers"]),
-         "explorer": ("explorer/", ["chart-explorer"])}
+# page -> (path, charts to wait for, an element the page's script fills, to wait for)
+PAGES = {"home": ("", ["chart-bubble"], None), "model": (MODEL, ["chart-layers"], None),
+         "compare": ("compare/?m=torchvision-resnet50-IMAGENET1K_V2-224,"
+                     "torchvision-vit_b_16-IMAGENET1K_V1-224", ["chart-compare"],
+                     "#compare-grid thead th[data-slug]"),
+         "builder": ("builder/", [], "#zoo-builder[data-ready]"),
+         "explorer": ("explorer/", ["chart-explorer"], None)}
 
 
 def test_the_vendored_audit_is_the_published_file():
@@ -30,8 +35,10 @@ def audit(page) -> list[dict]:
 
 @pytest.mark.parametrize("name", PAGES)
 def test_no_serious_or_critical_accessibility_violation(browser, server, built, name):
-    path, charts = PAGES[name]
+    path, charts, filled = PAGES[name]
     page, errors, _ = open_page(browser, f"{server}/{path}", charts)
+    if filled:  # audit what a visitor sees once the page's script has run
+        page.wait_for_selector(filled, timeout=30_000)
     bad = [v for v in audit(page) if v["impact"] in ("serious", "critical")]
     assert bad == [], "\n".join(f"{v['impact']}: {v['id']}: {v['help']} at {v['nodes']}"
                                 for v in bad)

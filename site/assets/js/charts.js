@@ -9,7 +9,14 @@
       window.zooCharts[el.id] = vegaEmbed(el, spec, {
         renderer: "svg",
         actions: { export: true, source: false, compiled: false, editor: false },
-      }).then(function (result) { el.dataset.ready = "1"; return result; })
+      }).then(function (result) {
+        // the export menu's toggle is an icon: give it a name a screen reader can say
+        el.querySelectorAll("details > summary").forEach(function (s) {
+          s.setAttribute("aria-label", "Download this chart");
+        });
+        el.dataset.ready = "1";
+        return result;
+      })
         .catch(function (err) { el.dataset.error = String(err); console.error(err); });
     });
   }
