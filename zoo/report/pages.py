@@ -472,7 +472,7 @@ def _download_rows(files: list[str], downloads) -> list[str]:
     rows = []
     for f in files:
         link = f"[`{f}`](downloads/{f})"
-        stem, _, ext = f.partition(".")
+        _, _, ext = f.partition(".")
         path = Path(downloads) / f if downloads else None
         what, nrows, cols = DATA_FILES.get(f, ""), "", ""
         if ext in ("svg", "pdf"):
