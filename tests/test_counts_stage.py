@@ -49,10 +49,10 @@ def test_progress_and_one_line_summary(run_dir):
     # largest first, from the committed counts; the unknown model (no count yet) comes last
     assert "resnet18" in lines[0] and "no_such_builder" in lines[2]
     assert "0 failed so far" in lines[1] and "1 failed so far" in lines[2]
-    assert lines[-1].startswith("counted 2 of 3 models in ") and "1 failed" in lines[-1]
-    # the most memory one model's worker held, and which (resnet18's real fvcore forward)
+    assert lines[-2].startswith("counted 2 of 3 models in ") and "1 failed" in lines[-2]
+    # then the most memory one model's worker held, and which (resnet18's real fvcore forward)
     assert re.fullmatch(r"largest process: \d+\.\d\d GiB resident at its peak, for \S+ \S+ @\d+",
-                        lines[-2])
+                        lines[-1])
 
 
 def test_rows_hold_published_figures(run_dir):

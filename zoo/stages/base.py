@@ -137,12 +137,12 @@ def run(stage: Stage, entries: list[Entry], data_dir: Path | None = None, *,
     summary = {"models": len(entries), "done": len(entries) - failed, "failed": failed,
                "measured": len(todo), "seconds": seconds, "peak_rss": peak[0] or None,
                "peak_model": peak[1]}
+    if stage.summary:
+        print(stage.summary(summary["done"], len(entries), failed, seconds, data_dir), file=log)
     if peak[1] is not None:
         e = peak[1]
         print(f"{stage.label}largest process: {peak[0] / 2**30:.2f} GiB resident at its peak, "
               f"for {e.library} {e.arch} @{e.img_size}", file=log)
-    if stage.summary:  # the last line
-        print(stage.summary(summary["done"], len(entries), failed, seconds, data_dir), file=log)
     return summary
 
 
