@@ -53,8 +53,14 @@ def server(built):
         def log_message(self, *args):
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0),
-                                functools.partial(Quiet, directory=str(SITE / "public")))
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            import sys
+
+            if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                super().handle_error(request, client_address)  # a page closed mid-load: not news
+
+    httpd = Server(("127.0.0.1", 0), functools.partial(Quiet, directory=str(SITE / "public")))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()

@@ -222,7 +222,8 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
     sizes = [f"max_batch_{g}gb" for g in GPU_GB]
     assert (fits[sizes].diff(axis=1).fillna(0) >= 0).all().all()  # a bigger card fits more
     assert fits["worst_residual"].max() < 0.1
-    assert "1 failed" in log.getvalue().splitlines()[-1]
+    lines = log.getvalue().splitlines()
+    assert "1 failed" in lines[-2] and lines[-1].startswith("memory largest process: ")
 
 
 def test_largest_batch_is_the_largest_that_fits(r18):

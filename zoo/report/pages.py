@@ -367,7 +367,8 @@ def model_card(row, counts: pd.DataFrame, memory_fits: pd.DataFrame | None = Non
     facts = (f"**{row['library']}** · family **{row['family']}** · architecture "
              f"`{row['arch']}` · weights `{row['weights']}` · input 3 x {row['img_size']} x "
              f"{row['img_size']} · "
-             f'<a class="zoo-compare-link" href="../../compare/?m={slug}">compare with…</a>\n\n')
+             # a page's relative link (mkdocs writes it for the built page, keeping the query)
+             f'[compare with…](../compare.md?m={slug}){{ .zoo-compare-link }}\n\n')
     load = load_snippet(row)
     load_md = (f'<div class="zoo-load" markdown>\n\n```python\n{load}\n```\n\n</div>\n\n'
                if load else "")
