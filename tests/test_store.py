@@ -121,7 +121,7 @@ def _with_field(raw: bytes, line: int, field: int, value: bytes) -> bytes:
 @pytest.mark.parametrize("damage, says", [
     (lambda b: b[:-40], "line 4: cut off"),  # truncated inside the last row
     (lambda b: b[:b.index(b"\n", b.index(b"\n") + 1)] + b",1,2,3" + b[b.index(b"\n", b.index(b"\n") + 1):],
-     "line 2: 27 fields, the header has 24"),  # a garbled row
+     "line 2: 28 fields, the header has 25"),  # a garbled row
     (lambda b: _with_field(b, 2, 6, b"17.x6"), "line 2: column 'gmacs'"),
     (lambda b: b[:200] + bytes(range(256)) + b[200:], "binary content"),
     (lambda b: b.replace(b"family", b"famly", 1), "line 1: unknown column 'famly'"),

@@ -1,4 +1,5 @@
-"""What the libraries themselves say about each weight: its licence and its paper, with sources.
+"""What the libraries themselves say about each weight: its licence and its paper, with sources,
+and for torchvision's weights the link to their training recipe (``meta["recipe"]``).
 
 Never guessed; empty where the library says nothing.
 
@@ -26,15 +27,19 @@ from zoo.catalogue.entries import Entry, Family, family_row
 
 ARXIV = re.compile(r"arxiv\.org/(?:abs|pdf)/(\d{4}\.\d{4,5})", re.I)
 SWAG_LICENSE = "https://github.com/facebookresearch/SWAG/blob/main/LICENSE"
-NONE = {"license": "", "license_source": "", "paper": "", "paper_source": ""}
+NONE = {"license": "", "license_source": "", "paper": "", "paper_source": "", "recipe": ""}
 
 
 def facts(entry: Entry) -> dict:
-    """``license``, ``license_source``, ``paper`` and ``paper_source`` of one weight."""
+    """``license``, ``license_source``, ``paper``, ``paper_source`` and ``recipe`` (the training
+    recipe's link, which torchvision gives for each weight) of one weight."""
     if entry.library == "timm":
-        return {**_timm_license(entry), **_timm_paper(entry)}
+        return {**_timm_license(entry), **_timm_paper(entry), "recipe": ""}
     if entry.library == "torchvision":
-        return {**_torchvision_license(entry), **_torchvision_paper(entry)}
+        from torchvision.models import get_model_weights
+
+        recipe = get_model_weights(entry.arch)[entry.weights].meta.get("recipe", "")
+        return {**_torchvision_license(entry), **_torchvision_paper(entry), "recipe": recipe}
     return dict(NONE)
 
 

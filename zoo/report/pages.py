@@ -124,6 +124,8 @@ def ranking(counts: pd.DataFrame) -> pd.DataFrame:
         "params (M)": (acc["params"] / 1e6).map("{:.2f}".format).values,
         "GMACs": acc["gmacs"].map(lambda x: fmt(x, 3)).values,
         "top-1 / M params": (acc["top1"] / (acc["params"] / 1e6)).map("{:.2f}".format).values,
+        "licence": (acc["license"].fillna("").values if "license" in acc
+                    else [""] * len(acc)),
     })
 
 
@@ -378,8 +380,11 @@ def model_card(row, counts: pd.DataFrame, memory_fits: pd.DataFrame | None = Non
         "not stated by the library"
     acc = row["acc_source"] if isinstance(row["acc_source"], str) and row["acc_source"] else \
         "no published ImageNet-1k figure for this weight"
-    about = (f"- **Paper:** {paper_md}\n- **Licence:** {licence_text(row)}\n"
-             f"- **Accuracy source:** {acc}\n\n")
+    recipe = row.get("recipe")
+    recipe_md = (f"- **Training recipe:** <{recipe}> (from the library's weights metadata)\n"
+                 if isinstance(recipe, str) and recipe else "")
+    about = (f"- **Paper:** {paper_md}\n- **Licence:** {licence_text(row)}\n" + recipe_md
+             + f"- **Accuracy source:** {acc}\n\n")
     tiles = [
         _tile(f"{fmt(row['top1'], 2)}%" if not pd.isna(row["top1"]) else "—", "ImageNet top-1",
               f"top-5 {fmt(row['top5'], 2)}%" if not pd.isna(row["top5"]) else "no top-5"),

@@ -91,7 +91,8 @@ TABLES = {t.name: t for t in [
         "gmacs_thop": F0, "gmacs_fvcore": F0, "gmacs_torch": F0, "gflops_train": F0,
         "top1": Col("float", True, min=0, max=100), "top5": Col("float", True, min=0, max=100),
         "acc_source": S0, "license": S0, "license_source": S0, "paper": S0, "paper_source": S0,
-        **VERSIONS}, added=("license", "license_source", "paper", "paper_source")),
+        "recipe": S0, **VERSIONS},
+       added=("license", "license_source", "paper", "paper_source", "recipe")),
     _t("ops.csv", {"counter": S, "op": S, "category": S, "gmacs": F}, ["counter", "op", "category"]),
     # one row per call of a leaf module, in call order (a module called twice has two rows)
     _t("layers.csv", {"module": S, "type": S, "output_shape": S0, "params": Col("int", min=0),
