@@ -80,6 +80,11 @@ def test_model_page_draws_its_layers(browser, server, built):
     page, errors, requests = open_page(browser, url, ["chart-layers"])
     assert page.locator("#chart-layers g.role-mark path").count() == 54  # 53 convs + fc
     assert "ResNet50_Weights.IMAGENET1K_V2" in page.content()
+    # the card's training recipe is torchvision's own link for this weight
+    from torchvision.models import get_model_weights
+
+    recipe = get_model_weights("resnet50")["IMAGENET1K_V2"].meta["recipe"]
+    assert page.locator(f'a[href="{recipe}"]').count() == 1
     assert errors == []
     assert_offline(requests, server)
     page.close()
