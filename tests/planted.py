@@ -11,6 +11,16 @@ def resident_mib() -> int:
         return next(int(line.split()[1]) // 1024 for line in fh if line.startswith("VmRSS:"))
 
 
+def _mappings_of(size: int) -> int:
+    """How many of this process's mappings are ``size`` bytes, give or take a page or two."""
+    count = 0
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            count += size <= hi - lo <= size + 2 * 4096
+    return count
+
+
 def job(entry, *args):
     if entry.arch == "holds":  # 400 MiB of small heap blocks, freed, with a survivor above them
         chunks = [bytearray(4000) for _ in range(100_000)]
@@ -18,6 +28,16 @@ def job(entry, *args):
         held = resident_mib()
         del chunks
         return {"arch": entry.arch, "pid": os.getpid(), "held_mib": held}
+    if entry.arch == "frees-big":  # a 40 MiB block freed: glibc's default would now keep
+        big = bytearray(40 * 2**20)  # blocks under 32 MiB on its heap
+        del big
+        return {"arch": entry.arch, "pid": os.getpid()}
+    if entry.arch == "maps-16mib":  # does a 16 MiB block get a mapping of its own?
+        before = _mappings_of(16 * 2**20)
+        block = bytearray(16 * 2**20)
+        after = _mappings_of(16 * 2**20)
+        del block
+        return {"arch": entry.arch, "pid": os.getpid(), "own_mapping": after > before}
     if entry.arch == "small":
         return {"arch": entry.arch, "pid": os.getpid(), "resident_mib": resident_mib()}
     if entry.arch == "raises":

@@ -51,6 +51,18 @@ def test_a_worker_reports_each_models_peak_and_gives_its_memory_back():
     assert small["resident_mib"] < held["held_mib"] - 300
 
 
+def test_a_worker_maps_large_blocks_even_after_a_giant_model():
+    # glibc's default moves its mmap threshold up to the largest block freed (32 MiB at most),
+    # so that after one giant model later models' blocks stay on the heap; workers fix it
+    entries = [Entry("timm", n, "w", 224) for n in ("frees-big", "maps-16mib")]
+    import planted
+
+    out = {e.arch: r for _, e, r, f, _peak in each_model(entries, planted.job, "test", workers=1,
+                                                         in_process=False)}
+    assert out["frees-big"]["pid"] == out["maps-16mib"]["pid"]
+    assert out["maps-16mib"]["own_mapping"] is True
+
+
 def _processes_in_group(pgid):
     found = []
     for pid in os.listdir("/proc"):
