@@ -52,7 +52,7 @@ def test_a_worker_reports_each_models_peak_and_gives_its_memory_back():
 
 
 def test_a_worker_maps_large_blocks_even_after_a_giant_model():
-    # glibc's default moves its mmap threshold up to the largest block freed (32 MiB at most),
+    # glibc's default moves its mmap threshold up to a large block freed (one of 32 MiB at most),
     # so that after one giant model later models' blocks stay on the heap; workers fix it
     entries = [Entry("timm", n, "w", 224) for n in ("frees-big", "maps-16mib")]
     import planted
