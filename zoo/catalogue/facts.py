@@ -38,8 +38,9 @@ def facts(entry: Entry) -> dict:
     if entry.library == "torchvision":
         from torchvision.models import get_model_weights
 
-        recipe = get_model_weights(entry.arch)[entry.weights].meta.get("recipe", "")
-        return {**_torchvision_license(entry), **_torchvision_paper(entry), "recipe": recipe}
+        meta = get_model_weights(entry.arch)[entry.weights].meta
+        return {**_torchvision_license(meta), **_torchvision_paper(entry),
+                "recipe": meta.get("recipe", "")}
     return dict(NONE)
 
 
@@ -63,11 +64,10 @@ def _timm_license(entry: Entry) -> dict:
             "license_source": f"timm {timm.__version__} pretrained config"}
 
 
-def _torchvision_license(entry: Entry) -> dict:
+def _torchvision_license(meta: dict) -> dict:
+    """From a torchvision weight's ``meta``."""
     import torchvision
-    from torchvision.models import get_model_weights
 
-    meta = get_model_weights(entry.arch)[entry.weights].meta
     if meta.get("license") == SWAG_LICENSE:
         return {"license": "cc-by-nc-4.0", "license_source": SWAG_LICENSE}
     if meta.get("license"):

@@ -89,11 +89,10 @@ def models_table(counts: pd.DataFrame, fits: pd.DataFrame, latency: pd.DataFrame
 
 
 def _cell(x):
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    if hasattr(x, "item"):  # numpy scalars
+    """A JSON value: numpy scalars as Python numbers, missing values (None, NaN) as null."""
+    if hasattr(x, "item"):
         x = x.item()
-    return None if isinstance(x, float) and math.isnan(x) else x
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
 def write_models_json(table: pd.DataFrame, path: Path, stamp: str) -> None:
