@@ -119,8 +119,7 @@ def zoo_table(counts: pd.DataFrame) -> pd.DataFrame:
         "top1": counts["top1"].map(lambda x: pages.fmt(x, 3)),
         "top5": counts["top5"].map(lambda x: pages.fmt(x, 3)),
         "acc_source": counts["acc_source"].fillna(""),
-        "license": (counts["license"] if "license" in counts else pd.Series("", index=counts.index)
-                    ).fillna(""),
+        "license": pages.licence_column(counts),
     })
 
 

@@ -124,8 +124,7 @@ def ranking(counts: pd.DataFrame) -> pd.DataFrame:
         "params (M)": (acc["params"] / 1e6).map("{:.2f}".format).values,
         "GMACs": acc["gmacs"].map(lambda x: fmt(x, 3)).values,
         "top-1 / M params": (acc["top1"] / (acc["params"] / 1e6)).map("{:.2f}".format).values,
-        "licence": (acc["license"].fillna("").values if "license" in acc
-                    else [""] * len(acc)),
+        "licence": licence_column(acc).values,
     })
 
 
