@@ -45,7 +45,9 @@ def test_a_worker_reports_each_models_peak_and_gives_its_memory_back():
                                                                 workers=1, in_process=False)}
     (held, held_peak), (small, small_peak) = out["holds"], out["small"]
     assert held["pid"] == small["pid"]
-    assert held_peak >= held["held_mib"] * 2**20 >= 400 * 2**20
+    # the kernel syncs each thread's resident-page count every 64 pages, so VmHWM may trail the
+    # VmRSS the job read by a few hundred KiB per thread
+    assert held_peak >= (held["held_mib"] - 4) * 2**20 and held["held_mib"] >= 400
     # the peak starts again with each model, and the freed heap went back to the system
     assert small_peak < held_peak - 300 * 2**20
     assert small["resident_mib"] < held["held_mib"] - 300
