@@ -28,6 +28,7 @@ document's law, memory = model part + batch x per-sample part, event by event.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import weakref
 from collections import Counter
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo.measure import allocator
 from zoo.torch_private import (
     FakeTensorMode,
     TorchDispatchMode,
@@ -55,6 +57,7 @@ BLOCK = 512  # CUDA caching allocator: every block is a multiple of 512 bytes
 CUBLAS_WORKSPACE = 32 * 2**20  # per thread that runs a matrix product; 32 MiB on Hopper (sm90)
 MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul", "linear"}
 SIM_BATCHES = (2, 4)  # BatchNorm in train mode needs more than one sample
+_STEP, _SECOND = 1 << 40, 1 << 41  # serials of the optimizer step's events, of a second step's
 
 
 def block_bytes(nbytes: int) -> int:
@@ -73,13 +76,20 @@ class MemoryTracker(TorchDispatchMode):
         self.shortcuts = shortcuts and fake_mode is not None
         self.outputs = outputs if outputs is not None else {}
         self.meta_ok = False  # meta tensors are tracked too (the optimizer step on meta)
-        self.live: dict[int, list] = {}  # id(storage) -> [bytes, category]
+        self.live: dict[int, list] = {}  # id(storage) -> [bytes, category, serial]
         self.current = Counter()
+        # every allocation and free, for the caching allocator's replay (zoo.measure.allocator):
+        # (serial, bytes as the storage asks them) and (serial, -1)
+        self.events: list[tuple[int, int]] = []
+        self.workspace_ids: list[int] = []
+        self._serial = 0
         self.timeline: list[list[int]] = []  # memory by category after every event
         self.workspace = workspace
         self.phase = "forward"
         self.active = True
         self._phases_with_workspace: set = set()
+        self.run_start = 0  # events from here on are the step's own (before: the model, the input)
+        self.grad_ids: list[int] = []
 
     # -- bookkeeping -------------------------------------------------------------------------
     def track(self, tensor: torch.Tensor, category: str) -> None:
@@ -95,16 +105,30 @@ class MemoryTracker(TorchDispatchMode):
                 entry[1] = category
                 self.current[category] += entry[0]
             return
-        size = block_bytes(st.nbytes())
-        self.live[key] = [size, category]
+        nbytes = st.nbytes()
+        size = block_bytes(nbytes)
+        self.live[key] = [size, category, self._allocate(nbytes)]
         self.current[category] += size
         weakref.finalize(st, self._free, key)
+
+    def _allocate(self, nbytes: int) -> int:
+        serial = self._serial
+        self._serial += 1
+        if self.active:
+            self.events.append((serial, nbytes))
+        return serial
 
     def _free(self, key: int) -> None:
         entry = self.live.pop(key, None)
         if entry is not None:
             self.current[entry[1]] -= entry[0]
+            if self.active:
+                self.events.append((entry[2], -1))
             self.record()
+
+    def serials(self, category: str) -> list[int]:
+        """The serials of the storages of ``category`` alive now."""
+        return [e[2] for e in self.live.values() if e[1] == category]
 
     def record(self) -> None:
         """Appends memory by category, when it changed (ops that allocate nothing, such as
@@ -116,6 +140,7 @@ class MemoryTracker(TorchDispatchMode):
 
     def stop(self) -> "MemoryTracker":
         """Freezes the timeline: what is freed afterwards (the model itself) is not the step's."""
+        self.grad_ids = self.serials("gradients")
         self.active = False
         return self
 
@@ -133,6 +158,7 @@ class MemoryTracker(TorchDispatchMode):
                 and self.phase not in self._phases_with_workspace:
             self._phases_with_workspace.add(self.phase)
             self.current["workspace"] += self.workspace
+            self.workspace_ids.append(self._allocate(self.workspace))
         for t in ((out,) if isinstance(out, torch.Tensor) else
                   out if isinstance(out, (tuple, list)) else tree_flatten(out)[0]):
             if isinstance(t, torch.Tensor):
@@ -247,6 +273,7 @@ class Simulator:
                 x = torch.empty(batch, *input_shape)
                 tracker.track(x, "temporaries")
                 tracker.record()
+                tracker.run_start = len(tracker.events)
                 if mode == "inference":
                     model.eval()
                     with tracker, torch.inference_mode(), _autocast(precision):
@@ -304,10 +331,12 @@ class Simulator:
                 tracker.track(p.grad, "gradients")
             opt = make_optimizer(optimizer, trainable)
             with tracker, adam_reads_step_as_one():
+                tracker.run_start = len(tracker.events)
                 opt.step()
                 for state in opt.state.values():
                     for v in state.values():
                         tracker.track(v, "optimizer")
+                tracker.second_step = len(tracker.events)
                 tracker.timeline.clear()
                 tracker.record()
                 opt.step()
@@ -352,6 +381,91 @@ class Prediction:
     m2: np.ndarray
     step: np.ndarray | None = None  # events x categories of the optimizer step
     input_bytes_per_sample: int = 0
+    # For the caching allocator's replay: the run's allocations and frees at b1 and b2 (serial,
+    # bytes; bytes -1 for a free), None where they differ in more than their sizes
+    events1: np.ndarray | None = None
+    events2: np.ndarray | None = None
+    run_start: int = 0  # events before it: the model's tensors and the input
+    workspace_ids: tuple = ()
+    grad_ids: tuple = ()
+    step_events: tuple | None = None  # the optimizer's first and second step (serial, bytes)
+
+    def with_step(self, step: "MemoryTracker", **changes) -> "Prediction":
+        """This forward/backward with the optimizer step ``step`` (``Simulator.step``)."""
+        events = step.events
+        return dataclasses.replace(
+            self, step=np.array(step.timeline, dtype=float),
+            step_events=(events[step.run_start:step.second_step], events[step.second_step:]),
+            **changes)
+
+    # ---- the caching allocator's replay ----------------------------------------------------
+    def trace(self, batch: int) -> tuple[list, list, int]:
+        """(serials, bytes, mark): the allocations and frees of the measured protocol at
+        ``batch``, for ``zoo.measure.allocator.replay``: the model and the input, a first step
+        (it makes the cuBLAS workspaces and the optimizer's state), then, from ``mark`` (where
+        the measurement resets its peaks), a second step. A training step is the forward and
+        backward pass, the optimizer step, and the gradients freed (``zero_grad``)."""
+        if self.events1 is None:
+            raise ValueError("no allocation trace: the two simulated batch sizes ran different ops")
+        ids = self.events1[:, 0]
+        s1, s2 = self.events1[:, 1], self.events2[:, 1]
+        if self.b1 == self.b2:
+            if batch != self.b1:
+                raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
+            sizes = s1
+        else:
+            sizes = np.where(s1 < 0, -1, np.rint(
+                s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1))).astype(np.int64)
+        k = self.run_start
+        head_ids, head = ids[:k].tolist(), sizes[:k].tolist()
+        run_ids, run = ids[k:].tolist(), sizes[k:].tolist()
+        workspace = set(self.workspace_ids)
+        again = [(i + _SECOND, n) for i, n in zip(run_ids, run) if i not in workspace]
+        out_ids, out = head_ids + run_ids, head + run
+        if self.step_events is None:
+            mark = len(out)
+            out_ids += [i for i, _ in again]
+            out += [n for _, n in again]
+            return out_ids, out, mark
+        first, second = self.step_events
+        free = [-1] * len(self.grad_ids)
+        out_ids += [i + _STEP for i, _ in first] + list(self.grad_ids)
+        out += [n for _, n in first] + free
+        mark = len(out)
+        out_ids += ([i for i, _ in again] + [i + _STEP for i, _ in second]
+                    + [i + _SECOND for i in self.grad_ids])
+        out += [n for _, n in again] + [n for _, n in second] + free
+        return out_ids, out, mark
+
+    def replay(self, batch: int, capacity: int | None = None) -> "allocator.Replay":
+        """The caching allocator at ``batch`` (``capacity``: the bytes it may reserve; raises
+        ``allocator.OutOfMemory`` past it)."""
+        ids, sizes, mark = self.trace(batch)
+        return allocator.replay(zip(ids, sizes), capacity, mark)
+
+    def largest_batch_replayed(self, capacity: int, limit: int = 1 << 16) -> int:
+        """The largest batch that runs without an out-of-memory error when the allocator may
+        reserve ``capacity`` bytes (0 if none). The largest batch by allocated bytes bounds it
+        from above (reserved memory holds the allocated); from there the search goes down."""
+        hi = self.largest_batch(capacity, limit)
+
+        def ok(b):
+            try:
+                self.replay(b, capacity)
+            except allocator.OutOfMemory:
+                return False
+            return True
+
+        if hi == 0 or ok(hi):
+            return hi
+        step, lo = 1, hi - 1  # hi fails; find a batch that fits, doubling the step down
+        while lo > 0 and not ok(lo):
+            hi, step = lo, step * 2
+            lo = max(hi - step, 0)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+        return lo
 
     def _timeline(self, batch: int) -> np.ndarray:
         if self.b1 == self.b2:  # simulated at one batch size: exact there, unknown elsewhere
@@ -413,13 +527,13 @@ class Prediction:
 
 
 def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
-            optimizer: str | None = None, batches=SIM_BATCHES, step: np.ndarray | None = None,
+            optimizer: str | None = None, batches=SIM_BATCHES, step: MemoryTracker | None = None,
             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
             fake: bool = True) -> Prediction:
     """Prediction for one (mode, precision, optimizer). ``build_model`` returns a meta model, or is
-    a ``Simulator`` already made. ``step`` reuses a simulated optimizer step (it does not depend
-    on the batch or the precision). ``batches``: the two simulated batch sizes, or one, for a
-    prediction at that batch size only."""
+    a ``Simulator`` already made. ``step`` reuses a simulated optimizer step (``Simulator.step``:
+    it does not depend on the batch or the precision). ``batches``: the two simulated batch
+    sizes, or one, for a prediction at that batch size only."""
     if optimizer is not None and optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
     sim = build_model if isinstance(build_model, Simulator) else Simulator(build_model(), fake)
@@ -429,8 +543,15 @@ def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
     if len(t1.timeline) != len(t2.timeline):
         raise RuntimeError(f"the step ran different ops at batch {b1} and {b2}: "
                            "memory cannot be interpolated")
-    if optimizer and step is None:
-        step = np.array(sim.step(optimizer).timeline, dtype=float)
-    return Prediction(mode, precision, optimizer, b1, b2, np.array(t1.timeline, dtype=float),
-                      np.array(t2.timeline, dtype=float), step if optimizer else None,
-                      block_bytes(4 * math.prod(input_shape)))
+    e1 = np.array(t1.events, dtype=np.int64).reshape(-1, 2)
+    e2 = np.array(t2.events, dtype=np.int64).reshape(-1, 2)
+    same = (e1.shape == e2.shape and t1.run_start == t2.run_start
+            and np.array_equal(e1[:, 0], e2[:, 0]) and np.array_equal(e1[:, 1] < 0, e2[:, 1] < 0))
+    pred = Prediction(mode, precision, optimizer, b1, b2, np.array(t1.timeline, dtype=float),
+                      np.array(t2.timeline, dtype=float), None,
+                      block_bytes(4 * math.prod(input_shape)),
+                      e1 if same else None, e2 if same else None, t1.run_start,
+                      tuple(t1.workspace_ids), tuple(t1.grad_ids))
+    if optimizer:
+        return pred.with_step(step if step is not None else sim.step(optimizer))
+    return pred

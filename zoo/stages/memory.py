@@ -35,7 +35,7 @@ def predictions(sim: memory.Simulator, shape, problems: list | None = None
     fp32 must run; a model that cannot run under AMP (an op the CPU autocast lists leave in the
     wrong dtype) loses only its AMP rows, and ``problems`` gets the reason."""
     out = {}
-    steps = {o: np.array(sim.step(o).timeline, dtype=float) for o in memory.OPTIMIZERS}
+    steps = {o: sim.step(o) for o in memory.OPTIMIZERS}
     for precision in ("fp32", "bf16"):
         try:
             inference = memory.predict(sim, shape, "inference", precision)
@@ -50,8 +50,7 @@ def predictions(sim: memory.Simulator, shape, problems: list | None = None
         for p in (("fp16", "bf16") if precision == "bf16" else ("fp32",)):
             out[("inference", p, "")] = dataclasses.replace(inference, precision=p)
             for o in memory.OPTIMIZERS:
-                out[("training", p, o)] = dataclasses.replace(fb, precision=p, optimizer=o,
-                                                             step=steps[o])
+                out[("training", p, o)] = fb.with_step(steps[o], precision=p, optimizer=o)
     return out
 
 
@@ -87,7 +86,8 @@ def _saved(peak: int, predict_variant, base: memory.Prediction) -> int | None:
         variant = predict_variant()
     except (RuntimeError, AssertionError, NotImplementedError, ValueError):
         return None
-    return peak - dataclasses.replace(variant, optimizer="adamw", step=base.step).at(SAVINGS_BATCH)[0]
+    return peak - dataclasses.replace(variant, optimizer="adamw", step=base.step,
+                                      step_events=base.step_events).at(SAVINGS_BATCH)[0]
 
 
 def _can_run_inplace(model) -> bool:
