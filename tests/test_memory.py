@@ -1,12 +1,14 @@
 """Memory prediction: hand-computed small networks, identities on zoo models, a real CPU run."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from zoo.catalogue.build import build
-from zoo.catalogue.cards import GPU_GB
+from zoo.catalogue import cards
 from zoo.catalogue.entries import Entry
 from zoo.measure import memory
 from zoo.store import tables
@@ -121,7 +123,7 @@ R18 = Entry("torchvision", "resnet18", "IMAGENET1K_V1", 224)
 def r18():
     make = lambda: build(R18, "meta")  # noqa: E731
     shape = (3, 224, 224)
-    preds = {p: memory.predict(make, shape, "training", p) for p in memory.PRECISIONS}
+    preds = {p: memory.predict(make, shape, "training", p) for p in ("fp32", "amp-fp16", "amp-bf16")}
     steps = {o: np.array(memory.simulate_step(make, o).timeline, dtype=float)
              for o in memory.OPTIMIZERS}
     return make, preds, steps
@@ -155,13 +157,20 @@ def test_activations_grow_linearly_with_batch(r18):
 def test_amp_reduces_saved_activations(r18):
     _, preds, _ = r18
     fp32 = preds["fp32"].at(32)[1]["activations"]
-    for p in ("fp16", "bf16"):
+    for p in ("amp-fp16", "amp-bf16"):
         assert preds[p].at(32)[1]["activations"] < 0.75 * fp32
 
 
-def test_inplace_and_checkpointing_never_increase_the_peak():
-    from zoo.stages.memory import _inplace
+@contextlib.contextmanager
+def _inplace(model):
+    """Every module with an inplace switch runs in place while inside."""
+    from zoo.stages.memory import _set_inplace, _switchable
 
+    with _set_inplace(_switchable(model, False), True):
+        yield model
+
+
+def test_inplace_and_checkpointing_never_increase_the_peak():
     entry = Entry("timm", "resnet18", "a1_in1k", 224)
     make = lambda: build(entry, "meta")  # noqa: E731
     base = memory.predict(make, (3, 96, 96), "training").at(16)[0]
@@ -189,9 +198,13 @@ def test_fp16_and_bf16_autocast_need_the_same_memory(r18):
     # the memory stage simulates bf16 once and reports it for fp16 too
     _, preds, _ = r18
     for b in (1, 16, 64):
-        assert preds["fp16"].at(b) == preds["bf16"].at(b)
+        assert preds["amp-fp16"].at(b) == preds["amp-bf16"].at(b)
     entry = Entry("torchvision", "vit_b_16", "IMAGENET1K_V1", 224)
     make = lambda: build(entry, "meta")  # noqa: E731
+    amp = [memory.simulate(make, (3, 224, 224), 2, "inference", p).timeline
+           for p in ("amp-fp16", "amp-bf16")]
+    assert amp[0] == amp[1]
+    # and so do weights in fp16 and in bf16 (model.half(), model.bfloat16())
     half = [memory.simulate(make, (3, 224, 224), 2, "inference", p).timeline for p in ("fp16", "bf16")]
     assert half[0] == half[1]
 
@@ -212,15 +225,22 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
     assert pd.read_csv(tmp_path / "memory-failures.csv")["arch"].tolist() == ["no_such_builder"]
     every = tables.read(tmp_path, "memory.csv")
     rows = every[every.weights == "IMAGENET1K_V1"]
-    assert len(rows) == len(memory_stage.BATCHES) * (3 + 3 * 3)  # inference x3, training x3x3
+    # inference in fp32, AMP fp16 and bf16, fp16 and bf16 weights; training in 3 precisions x 3
+    # optimizers
+    assert len(rows) == len(memory_stage.BATCHES) * (5 + 3 * 3)
     other = every[every.weights == "OTHER_WEIGHTS"]
     assert other.drop(columns="weights").reset_index(drop=True).equals(
         rows.drop(columns="weights").reset_index(drop=True))
     parts = rows[[f"{c}_bytes" for c in memory.CATEGORIES]].sum(axis=1)
     assert (parts == rows["peak_bytes"]).all()
     fits = pd.read_csv(tmp_path / "memory-fit.csv")
-    sizes = [f"max_batch_{g}gb" for g in GPU_GB]
+    by_size = sorted(cards.FIT_CARDS, key=lambda c: c.capacity)
+    sizes = [f"max_batch_{c.slug}" for c in by_size]
     assert (fits[sizes].diff(axis=1).fillna(0) >= 0).all().all()  # a bigger card fits more
+    # the allocator's replay: max_memory_reserved holds max_memory_allocated, which holds the
+    # tensors' blocks at the peak (a block not split is counted whole)
+    assert (rows["reserved_bytes"] >= rows["allocated_bytes"]).all()
+    assert (rows["allocated_bytes"] >= rows["peak_bytes"]).all()
     assert fits["worst_residual"].max() < 0.1
     lines = log.getvalue().splitlines()
     assert "1 failed" in lines[-2] and lines[-1].startswith("memory largest process: ")
@@ -271,7 +291,7 @@ def test_shortcuts_give_what_fake_tensor_mode_gives(arch, size):
     fast = memory.Simulator(build(entry, "meta"))
     reference = memory.Simulator(build(entry, "meta"), shortcuts=False)
     for mode in ("training", "inference"):
-        for precision in ("fp32", "bf16"):
+        for precision in ("fp32", "amp-bf16"):
             got = fast.run((3, size, size), 2, mode, precision).timeline
             want = reference.run((3, size, size), 2, mode, precision).timeline
             assert after_frees(got) == after_frees(want), (mode, precision)
@@ -283,3 +303,70 @@ def after_frees(timeline):
     t = [sum(r) for r in timeline]
     return [r for i, r in enumerate(timeline)
             if not (0 < i < len(t) - 1 and t[i] < t[i - 1] and t[i + 1] < t[i])]
+
+
+# ---- the caching allocator's replay, weights in half precision, in-place activations ------------
+
+def test_largest_batch_by_replay_is_the_boundary_and_below_the_allocated_bound(r18):
+    from zoo.measure import allocator
+
+    make, _, _ = r18
+    sim = memory.Simulator(make())
+    for mode, optimizer in (("training", "sgd"), ("inference", None)):
+        pred = memory.predict(sim, (3, 224, 224), mode, "fp32", optimizer)
+        for gib in (1.5, 3):
+            capacity = int(gib * 2**30)
+            best = pred.largest_batch_replayed(capacity)
+            assert 0 < best <= pred.largest_batch(capacity)
+            pred.replay(best, capacity)  # runs
+            with pytest.raises(allocator.OutOfMemory):
+                pred.replay(best + 1, capacity)
+
+
+def test_replay_counts_what_the_allocator_hands_out(r18):
+    _, preds, _ = r18
+    pred = preds["fp32"]
+    for b in (1, 32):
+        r = pred.replay(b)
+        # every block is at least the tensor's 512-byte block, and segments hold the blocks
+        assert r.max_reserved >= r.max_allocated >= pred.at(b)[0]
+        # a 2 MiB or 20 MiB segment, or a request rounded to 2 MiB, each
+        assert r.max_reserved % (2 << 20) == 0
+
+
+def test_weights_in_half_precision_halve_parameters_and_activations(r18):
+    make, _, _ = r18
+    model = make()
+    fp32 = memory.predict(make, (3, 224, 224), "inference", "fp32").at(32)[1]
+    half = memory.predict(make, (3, 224, 224), "inference", "fp16").at(32)[1]
+    assert half["parameters"] == sum(memory.block_bytes(2 * p.numel()) for p in model.parameters())
+    assert fp32["parameters"] == sum(memory.block_bytes(4 * p.numel()) for p in model.parameters())
+    assert half["temporaries"] == pytest.approx(fp32["temporaries"] / 2, rel=0.01)
+    with pytest.raises(ValueError, match="weights in torch.float16"):
+        memory.Simulator(make()).run((3, 224, 224), 2, "inference", "fp16")
+
+
+def _tiny(act):
+    def make():
+        with torch.device("meta"):
+            return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act, nn.Conv2d(8, 8, 3, padding=1),
+                                 nn.Flatten(), nn.Linear(8 * 32 * 32, 10))
+    return make
+
+
+def test_inplace_savings_say_which_case_holds():
+    from zoo.stages.memory import SAVINGS_BATCH, _inplace_savings
+
+    def savings(act):
+        sim = memory.Simulator(_tiny(act)())
+        base = memory.predict(sim, (3, 32, 32), "training", "fp32", "adamw")
+        return _inplace_savings(sim, (3, 32, 32), base, base.at(SAVINGS_BATCH)[0])
+
+    already, could, gelu = savings(nn.ReLU(inplace=True)), savings(nn.ReLU()), savings(nn.GELU())
+    assert [already["inplace_case"], could["inplace_case"], gelu["inplace_case"]] == \
+        ["already in place", "saves", "not possible"]
+    # both ReLU models compare the same two variants, all in place and all out of place
+    assert already["inplace_vs_out_of_place_bytes"] == could["inplace_vs_out_of_place_bytes"] \
+        == could["saved_by_inplace_bytes"] >= 0
+    assert already["saved_by_inplace_bytes"] == gelu["saved_by_inplace_bytes"] == 0
+    assert gelu["inplace_vs_out_of_place_bytes"] is None

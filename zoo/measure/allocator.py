@@ -42,7 +42,12 @@ ROUND_LARGE = 2 << 20  # kRoundLarge
 
 
 class OutOfMemory(Exception):
-    """The allocator could not serve a request within the card's capacity."""
+    """The allocator could not serve a request within the card's capacity; ``deficit``: the
+    bytes it lacked for the segment it needed, after releasing what it could."""
+
+    def __init__(self, message: str, deficit: int = 0, allocated: int = 0, reserved: int = 0):
+        super().__init__(message)
+        self.deficit, self.allocated, self.reserved = deficit, allocated, reserved
 
 
 def round_size(size: int) -> int:
@@ -61,14 +66,6 @@ def segment_size(size: int) -> int:
     return ROUND_LARGE * ((size + ROUND_LARGE - 1) // ROUND_LARGE)
 
 
-class _Block:
-    __slots__ = ("addr", "size", "free", "prev", "next", "small")
-
-    def __init__(self, addr, size, small, prev=None, next=None):
-        self.addr, self.size, self.small = addr, size, small
-        self.free, self.prev, self.next = True, prev, next
-
-
 @dataclass
 class Replay:
     """What a replay ended with: peaks and counts, in bytes."""
@@ -81,131 +78,107 @@ class Replay:
     retries: int  # times cached segments were released to make room (num_alloc_retries)
 
 
-class CachingAllocator:
-    """The allocator's state; ``capacity`` (bytes the driver can give, None: unlimited)."""
-
-    def __init__(self, capacity: int | None = None):
-        self.capacity = capacity
-        self.pools = ([], [])  # free blocks as (size, addr), sorted: large, small
-        self.by_key: dict = {}  # (size, addr) -> free block
-        self.allocated = self.reserved = 0
-        self.max_allocated = self.max_reserved = 0
-        self.segments = 0
-        self.retries = 0
-        self._next_addr = 0
-
-    # -- pools -------------------------------------------------------------------------------
-    def _insert(self, block: _Block) -> None:
-        block.free = True
-        key = (block.size, block.addr)
-        insort(self.pools[block.small], key)
-        self.by_key[key] = block
-
-    def _remove(self, block: _Block) -> None:
-        key = (block.size, block.addr)
-        pool = self.pools[block.small]
-        del pool[bisect_left(pool, key)]
-        del self.by_key[key]
-
-    # -- the allocator's operations ----------------------------------------------------------
-    def malloc(self, size: int) -> _Block:
-        size = round_size(size)
-        small = size <= SMALL_SIZE
-        pool = self.pools[small]
-        i = bisect_left(pool, (size, -1))
-        if i < len(pool):
-            key = pool.pop(i)
-            block = self.by_key.pop(key)
-        else:
-            block = self._new_segment(size, small)
-        remaining = block.size - size
-        if remaining >= MIN_BLOCK if small else remaining > SMALL_SIZE:
-            rest = _Block(block.addr + size, remaining, small, block, block.next)
-            if block.next is not None:
-                block.next.prev = rest
-            block.next = rest
-            block.size = size
-            self._insert(rest)
-        block.free = False
-        self.allocated += block.size
-        if self.allocated > self.max_allocated:
-            self.max_allocated = self.allocated
-        return block
-
-    def _new_segment(self, size: int, small: bool) -> _Block:
-        total = segment_size(size)
-        if self.capacity is not None and self.reserved + total > self.capacity:
-            self.release_cached()
-            self.retries += 1
-            if self.reserved + total > self.capacity:
-                raise OutOfMemory(f"{size} bytes requested, {self.reserved} reserved, "
-                                  f"{self.allocated} allocated, capacity {self.capacity}")
-        block = _Block(self._next_addr, total, small)
-        self._next_addr += total
-        self.segments += 1
-        self.reserved += total
-        if self.reserved > self.max_reserved:
-            self.max_reserved = self.reserved
-        return block
-
-    def free(self, block: _Block) -> None:
-        self.allocated -= block.size
-        prev, nxt = block.prev, block.next
-        if prev is not None and prev.free:  # merge with the free block before
-            self._remove(prev)
-            prev.size += block.size
-            prev.next = nxt
-            if nxt is not None:
-                nxt.prev = prev
-            block = prev
-        if nxt is not None and nxt.free:  # and the one after
-            self._remove(nxt)
-            block.size += nxt.size
-            block.next = nxt.next
-            if nxt.next is not None:
-                nxt.next.prev = block
-        self._insert(block)
-
-    def release_cached(self) -> None:
-        """``release_cached_blocks``: every free block that is a whole segment goes back."""
-        for pool in self.pools:
-            keep = []
-            for key in pool:
-                block = self.by_key[key]
-                if block.prev is None and block.next is None:
-                    del self.by_key[key]
-                    self.reserved -= block.size
-                    self.segments -= 1
-                else:
-                    keep.append(key)
-            pool[:] = keep
-
-    def state(self) -> Replay:
-        return Replay(self.max_allocated, self.max_reserved, self.allocated, self.reserved,
-                      self.segments, self.retries)
-
-
 def replay(trace, capacity: int | None = None, mark: int = 0) -> Replay:
     """Runs ``trace`` (``(id, size)`` pairs, see the module's docstring) through a fresh
-    allocator; raises ``OutOfMemory`` where a request cannot be served within ``capacity``.
-    The peaks count from position ``mark`` on, starting from what is allocated and reserved
-    there, as ``torch.cuda.reset_peak_memory_stats`` called at ``mark`` leaves them."""
-    alloc = CachingAllocator(capacity)
+    allocator; raises ``OutOfMemory`` where a request cannot be served within ``capacity`` bytes
+    of segments (None: no limit). The peaks count from position ``mark`` on, starting from what
+    is allocated and reserved there, as ``torch.cuda.reset_peak_memory_stats`` called at
+    ``mark`` leaves them.
+
+    One function, its state in local variables: it runs for every row of the memory tables and
+    every step of the search for the largest batch. A block is a list
+    ``[address, size, is_free, previous, next, is_small]``; the free blocks of each pool are kept
+    as sorted ``(size, address)`` keys with a dict from key to block."""
+    pools = ([], [])  # large, small
+    by_key: dict = {}
     live: dict = {}
-    malloc, free = alloc.malloc, alloc.free
+    allocated = reserved = max_allocated = max_reserved = 0
+    segments = retries = next_addr = 0
+    limit = capacity if capacity is not None else float("inf")
     n = -1
-    for n, (key, size) in enumerate(trace):
+    for n, (ident, size) in enumerate(trace):
         if n == mark:
-            alloc.max_allocated, alloc.max_reserved = alloc.allocated, alloc.reserved
-        if size >= 0:
-            live[key] = malloc(size)
-        else:
-            block = live.pop(key, None)
-            if block is not None:
-                free(block)
+            max_allocated, max_reserved = allocated, reserved
+        if size >= 0:  # ---- malloc
+            size = MIN_BLOCK if size < MIN_BLOCK else MIN_BLOCK * ((size + MIN_BLOCK - 1) // MIN_BLOCK)
+            small = size <= SMALL_SIZE
+            pool = pools[small]
+            i = bisect_left(pool, (size, -1))
+            if i < len(pool):  # best fit
+                block = by_key.pop(pool.pop(i))
+            else:  # a new segment
+                total = (SMALL_BUFFER if small else LARGE_BUFFER if size < MIN_LARGE_ALLOC
+                         else ROUND_LARGE * ((size + ROUND_LARGE - 1) // ROUND_LARGE))
+                if reserved + total > limit:  # release the cached segments and retry
+                    retries += 1
+                    for p in pools:
+                        keep = []
+                        for key in p:
+                            b = by_key[key]
+                            if b[3] is None and b[4] is None:
+                                del by_key[key]
+                                reserved -= b[1]
+                                segments -= 1
+                            else:
+                                keep.append(key)
+                        p[:] = keep
+                    if reserved + total > limit:
+                        raise OutOfMemory(f"{size} bytes requested at event {n}: {allocated} "
+                                          f"allocated, {reserved} reserved, capacity {capacity}",
+                                          reserved + total - capacity, allocated, reserved)
+                block = [next_addr, total, True, None, None, small]
+                next_addr += total
+                segments += 1
+                reserved += total
+                if reserved > max_reserved:
+                    max_reserved = reserved
+            remaining = block[1] - size
+            if remaining >= MIN_BLOCK if small else remaining > SMALL_SIZE:  # split
+                after = block[4]
+                rest = [block[0] + size, remaining, True, block, after, small]
+                if after is not None:
+                    after[3] = rest
+                block[4] = rest
+                block[1] = size
+                key = (remaining, rest[0])
+                insort(pool, key)
+                by_key[key] = rest
+            block[2] = False
+            allocated += block[1]
+            if allocated > max_allocated:
+                max_allocated = allocated
+            live[ident] = block
+        else:  # ---- free, merging with free neighbours of the segment
+            block = live.pop(ident, None)
+            if block is None:
+                continue
+            allocated -= block[1]
+            pool = pools[block[5]]
+            prev, after = block[3], block[4]
+            if prev is not None and prev[2]:
+                key = (prev[1], prev[0])
+                del pool[bisect_left(pool, key)]
+                del by_key[key]
+                prev[1] += block[1]
+                prev[4] = after
+                if after is not None:
+                    after[3] = prev
+                block = prev
+            if after is not None and after[2]:
+                key = (after[1], after[0])
+                del pool[bisect_left(pool, key)]
+                del by_key[key]
+                block[1] += after[1]
+                block[4] = after[4]
+                if after[4] is not None:
+                    after[4][3] = block
+            block[2] = True
+            key = (block[1], block[0])
+            insort(pool, key)
+            by_key[key] = block
     if mark > n:  # at the end
-        alloc.max_allocated, alloc.max_reserved = alloc.allocated, alloc.reserved
-    return alloc.state()
+        max_allocated, max_reserved = allocated, reserved
+    return Replay(max_allocated, max_reserved, allocated, reserved, segments, retries)
 
 
 def fits(trace, capacity: int, mark: int = 0) -> bool:

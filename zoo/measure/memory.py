@@ -52,7 +52,11 @@ from zoo.torch_private import (
 CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
               "workspace"]
 OPTIMIZERS = ["sgd", "momentum", "adamw"]
-PRECISIONS = ["fp32", "fp16", "bf16"]
+# fp32; AMP (fp32 weights, matrix products and convolutions under autocast); and the weights
+# themselves in half precision (``model.half()``: how models are served)
+PRECISIONS = ["fp32", "amp-fp16", "amp-bf16", "fp16", "bf16"]
+AMP = {"amp-fp16": torch.float16, "amp-bf16": torch.bfloat16}
+HALF = {"fp16": torch.float16, "bf16": torch.bfloat16}
 BLOCK = 512  # CUDA caching allocator: every block is a multiple of 512 bytes
 CUBLAS_WORKSPACE = 32 * 2**20  # per thread that runs a matrix product; 32 MiB on Hopper (sm90)
 MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul", "linear"}
@@ -185,9 +189,9 @@ def _rank(category: str) -> int:
 # ---- one simulated step ---------------------------------------------------------------------
 
 def _autocast(precision: str):
-    if precision == "fp32":
+    if precision not in AMP:
         return torch.autocast("cpu", enabled=False)
-    return torch.autocast("cpu", dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+    return torch.autocast("cpu", dtype=AMP[precision])
 
 
 def make_optimizer(name: str, params):
@@ -219,8 +223,12 @@ class Simulator:
     ``shortcuts=False`` runs every op through FakeTensorMode's own dispatch (and its cache), the
     reference the shortcuts are tested against."""
 
-    def __init__(self, meta_model: nn.Module, fake: bool = True, shortcuts: bool = True):
+    def __init__(self, meta_model: nn.Module, fake: bool = True, shortcuts: bool = True,
+                 dtype: torch.dtype = torch.float32):
         self.fake = fake
+        self.dtype = dtype  # of the weights and the input: float16 or bfloat16 for fp16, bf16
+        if dtype != torch.float32:
+            meta_model = meta_model.to(dtype)
         self.shortcuts = shortcuts
         self.mode = FakeTensorMode(allow_non_fake_inputs=True) if fake else None
         if fake and shortcuts:
@@ -261,6 +269,9 @@ class Simulator:
         forward + backward (``mode="training"``)."""
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+        if HALF.get(precision, torch.float32) != self.dtype:
+            raise ValueError(f"precision {precision} needs a Simulator made with the weights in "
+                             f"{HALF.get(precision, torch.float32)}, not {self.dtype}")
         model = self.model
         if checkpointing and not hasattr(model, "set_grad_checkpointing"):
             raise ValueError("this model does not support gradient checkpointing")
@@ -270,7 +281,7 @@ class Simulator:
                 tracker = self._tracker(workspace)
                 if checkpointing:
                     model.set_grad_checkpointing(True)
-                x = torch.empty(batch, *input_shape)
+                x = torch.empty(batch, *input_shape, dtype=self.dtype)
                 tracker.track(x, "temporaries")
                 tracker.record()
                 tracker.run_start = len(tracker.events)
@@ -352,7 +363,8 @@ def simulate(build_model, input_shape: tuple, batch: int, mode: str, precision: 
              fake: bool = True) -> MemoryTracker:
     """``Simulator.run`` on a model from ``build_model`` (it returns an ``nn.Module`` on the meta
     device); ``fake=False`` runs the same on real CPU tensors."""
-    return Simulator(build_model(), fake).run(input_shape, batch, mode, precision, workspace,
+    return Simulator(build_model(), fake, dtype=HALF.get(precision, torch.float32)).run(
+        input_shape, batch, mode, precision, workspace,
                                               checkpointing)
 
 
@@ -387,6 +399,7 @@ class Prediction:
     events2: np.ndarray | None = None
     run_start: int = 0  # events before it: the model's tensors and the input
     workspace_ids: tuple = ()
+    workspace_bytes: int = 0  # each cuBLAS workspace, as simulated
     grad_ids: tuple = ()
     step_events: tuple | None = None  # the optimizer's first and second step (serial, bytes)
 
@@ -399,12 +412,13 @@ class Prediction:
             **changes)
 
     # ---- the caching allocator's replay ----------------------------------------------------
-    def trace(self, batch: int) -> tuple[list, list, int]:
+    def trace(self, batch: int, workspace: int | None = None) -> tuple[list, list, int]:
         """(serials, bytes, mark): the allocations and frees of the measured protocol at
         ``batch``, for ``zoo.measure.allocator.replay``: the model and the input, a first step
         (it makes the cuBLAS workspaces and the optimizer's state), then, from ``mark`` (where
         the measurement resets its peaks), a second step. A training step is the forward and
-        backward pass, the optimizer step, and the gradients freed (``zero_grad``)."""
+        backward pass, the optimizer step, and the gradients freed (``zero_grad``).
+        ``workspace``: the cuBLAS workspace's size on the card (default: as simulated)."""
         if self.events1 is None:
             raise ValueError("no allocation trace: the two simulated batch sizes ran different ops")
         ids = self.events1[:, 0]
@@ -419,52 +433,68 @@ class Prediction:
         k = self.run_start
         head_ids, head = ids[:k].tolist(), sizes[:k].tolist()
         run_ids, run = ids[k:].tolist(), sizes[k:].tolist()
-        workspace = set(self.workspace_ids)
-        again = [(i + _SECOND, n) for i, n in zip(run_ids, run) if i not in workspace]
-        out_ids, out = head_ids + run_ids, head + run
-        if self.step_events is None:
-            mark = len(out)
-            out_ids += [i for i, _ in again]
-            out += [n for _, n in again]
-            return out_ids, out, mark
-        first, second = self.step_events
-        free = [-1] * len(self.grad_ids)
-        out_ids += [i + _STEP for i, _ in first] + list(self.grad_ids)
-        out += [n for _, n in first] + free
+        ws = set(self.workspace_ids)
+        if workspace is not None and ws:
+            run = [workspace if i in ws else n for i, n in zip(run_ids, run)]
+        again = [(i + _SECOND, n) for i, n in zip(run_ids, run) if i not in ws]
+        first, second = self.step_events if self.step_events is not None else ([], [])
+        free = [-1] * len(self.grad_ids)  # zero_grad(set_to_none=True) after each step
+        out_ids = head_ids + run_ids + [i + _STEP for i, _ in first] + list(self.grad_ids)
+        out = head + run + [n for _, n in first] + free
         mark = len(out)
         out_ids += ([i for i, _ in again] + [i + _STEP for i, _ in second]
                     + [i + _SECOND for i in self.grad_ids])
         out += [n for _, n in again] + [n for _, n in second] + free
         return out_ids, out, mark
 
-    def replay(self, batch: int, capacity: int | None = None) -> "allocator.Replay":
+    def replay(self, batch: int, capacity: int | None = None,
+               workspace: int | None = None) -> "allocator.Replay":
         """The caching allocator at ``batch`` (``capacity``: the bytes it may reserve; raises
-        ``allocator.OutOfMemory`` past it)."""
-        ids, sizes, mark = self.trace(batch)
+        ``allocator.OutOfMemory`` past it; ``workspace``: as in ``trace``)."""
+        ids, sizes, mark = self.trace(batch, workspace)
         return allocator.replay(zip(ids, sizes), capacity, mark)
 
-    def largest_batch_replayed(self, capacity: int, limit: int = 1 << 16) -> int:
+    def largest_batch_replayed(self, capacity: int, limit: int = 1 << 16,
+                               workspace: int | None = None) -> int:
         """The largest batch that runs without an out-of-memory error when the allocator may
-        reserve ``capacity`` bytes (0 if none). The largest batch by allocated bytes bounds it
-        from above (reserved memory holds the allocated); from there the search goes down."""
-        hi = self.largest_batch(capacity, limit)
+        reserve ``capacity`` bytes (0 if none), with a cuBLAS ``workspace`` of that size. The
+        largest batch by allocated bytes bounds it from above (the reserved memory holds the
+        allocated); from there the search goes down."""
+        simulated = self.workspace_bytes * len(self.workspace_ids)
+        used = (workspace if workspace is not None else self.workspace_bytes) * len(self.workspace_ids)
+        hi = self.largest_batch(capacity + simulated - used, limit)
 
-        def ok(b):
+        if hi == 0:
+            return 0
+        # The search follows the margin: the capacity left at the peak where a batch runs, the
+        # bytes the allocator lacked where it does not. Before a batch has run: a step down by
+        # that deficit over the bytes a sample adds (scaled by reserved over allocated at the
+        # failure); then the secant between the two sides (regula falsi), halving a side's
+        # margin when it is kept twice (Illinois), which ends on the boundary in a few replays.
+        per_sample = max(1.0, (self.at(hi)[0] - self.at(max(hi // 2, 1))[0]) / max(hi - hi // 2, 1))
+        lo, fail, b = 0, hi + 1, hi
+        m_lo = m_fail = None
+        kept = 0  # +n: lo kept n times in a row, -n: fail kept
+        while fail - lo > 1:
             try:
-                self.replay(b, capacity)
-            except allocator.OutOfMemory:
-                return False
-            return True
-
-        if hi == 0 or ok(hi):
-            return hi
-        step, lo = 1, hi - 1  # hi fails; find a batch that fits, doubling the step down
-        while lo > 0 and not ok(lo):
-            hi, step = lo, step * 2
-            lo = max(hi - step, 0)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+                r = self.replay(b, capacity, workspace)
+            except allocator.OutOfMemory as oom:
+                fail, m_fail = b, -max(oom.deficit, 1)
+                kept = kept + 1 if kept > 0 else 1
+                if kept > 1 and m_lo is not None:
+                    m_lo /= 2
+                if m_lo is None:
+                    scale = oom.reserved / oom.allocated if oom.allocated else 1.0
+                    b = fail - max(1, math.ceil(oom.deficit / (per_sample * scale)))
+            else:
+                lo, m_lo = b, max(capacity - r.max_reserved, 1)
+                kept = kept - 1 if kept < 0 else -1
+                if kept < -1 and m_fail is not None:
+                    m_fail /= 2
+            if m_lo is not None and m_fail is not None:
+                b = lo + int((fail - lo) * m_lo / (m_lo - m_fail))
+            if not lo < b < fail:
+                b = lo + 1 if b <= lo else fail - 1
         return lo
 
     def _timeline(self, batch: int) -> np.ndarray:
@@ -536,7 +566,8 @@ def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
     sizes, or one, for a prediction at that batch size only."""
     if optimizer is not None and optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r} (choose from {', '.join(OPTIMIZERS)})")
-    sim = build_model if isinstance(build_model, Simulator) else Simulator(build_model(), fake)
+    sim = build_model if isinstance(build_model, Simulator) else Simulator(
+        build_model(), fake, dtype=HALF.get(precision, torch.float32))
     b1, b2 = (batches[0], batches[-1])
     t1 = sim.run(input_shape, b1, mode, precision, workspace, checkpointing)
     t2 = sim.run(input_shape, b2, mode, precision, workspace, checkpointing) if b2 != b1 else t1
@@ -549,9 +580,9 @@ def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
             and np.array_equal(e1[:, 0], e2[:, 0]) and np.array_equal(e1[:, 1] < 0, e2[:, 1] < 0))
     pred = Prediction(mode, precision, optimizer, b1, b2, np.array(t1.timeline, dtype=float),
                       np.array(t2.timeline, dtype=float), None,
-                      block_bytes(4 * math.prod(input_shape)),
+                      block_bytes(sim.dtype.itemsize * math.prod(input_shape)),
                       e1 if same else None, e2 if same else None, t1.run_start,
-                      tuple(t1.workspace_ids), tuple(t1.grad_ids))
+                      tuple(t1.workspace_ids), workspace, tuple(t1.grad_ids))
     if optimizer:
         return pred.with_step(step if step is not None else sim.step(optimizer))
     return pred

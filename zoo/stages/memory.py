@@ -6,16 +6,17 @@ usual savings buy. Writes ``data/memory.csv``, ``data/memory-fit.csv``, ``data/m
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+import torch
 
 from zoo.catalogue.build import build, input_shape
-from zoo.catalogue.cards import GPU_GB, usable_bytes
+from zoo.catalogue import cards
 from zoo.catalogue.entries import KEY, Entry
 from zoo.measure import memory
 from zoo.stages import base as stage
@@ -27,16 +28,17 @@ BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 SAVINGS_BATCH = 32
 
 
-def predictions(sim: memory.Simulator, shape, problems: list | None = None
-                ) -> dict[tuple, memory.Prediction]:
+def predictions(sim: memory.Simulator, shape, problems: list | None = None,
+                half: memory.Simulator | None = None) -> dict[tuple, memory.Prediction]:
     """Every (mode, precision, optimizer) for one model; the forward/backward pass is simulated
     once per precision and shared by the optimizers, whose step is simulated once each.
+    ``half``: the same model with its weights in fp16, for inference in fp16 and bf16.
 
     fp32 must run; a model that cannot run under AMP (an op the CPU autocast lists leave in the
-    wrong dtype) loses only its AMP rows, and ``problems`` gets the reason."""
+    wrong dtype) or in half precision loses only those rows, and ``problems`` gets the reason."""
     out = {}
     steps = {o: sim.step(o) for o in memory.OPTIMIZERS}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "amp-bf16"):
         try:
             inference = memory.predict(sim, shape, "inference", precision)
             fb = memory.predict(sim, shape, "training", precision)
@@ -47,10 +49,20 @@ def predictions(sim: memory.Simulator, shape, problems: list | None = None
             continue
         # fp16 and bf16 autocast run the same ops with 2-byte elements: the same memory
         # (tests/test_memory.py checks it), so one simulation serves both
-        for p in (("fp16", "bf16") if precision == "bf16" else ("fp32",)):
+        for p in (("amp-fp16", "amp-bf16") if precision == "amp-bf16" else ("fp32",)):
             out[("inference", p, "")] = dataclasses.replace(inference, precision=p)
             for o in memory.OPTIMIZERS:
                 out[("training", p, o)] = fb.with_step(steps[o], precision=p, optimizer=o)
+    if half is not None:
+        try:
+            inference = memory.predict(half, shape, "inference", "fp16")
+        except Exception as exc:
+            if problems is None:
+                raise
+            problems.append(("half", error_line(exc), traceback_text()))
+        else:  # weights in fp16 or bf16: 2-byte elements either way, the same ops
+            for p in ("fp16", "bf16"):
+                out[("inference", p, "")] = dataclasses.replace(inference, precision=p)
     return out
 
 
@@ -60,17 +72,12 @@ def savings(sim: memory.Simulator, shape, preds) -> dict:
     b = SAVINGS_BATCH
     base = preds[("training", "fp32", "adamw")]
     peak = base.at(b)[0]
-    amp = preds.get(("training", "bf16", "adamw"))
+    amp = preds.get(("training", "amp-bf16", "adamw"))
     row = {"batch": b, "peak_fp32_adamw_bytes": peak,
            "saved_by_amp_bf16_bytes": peak - amp.at(b)[0] if amp else None,
            "saved_by_sgd_bytes": peak - preds[("training", "fp32", "sgd")].at(b)[0],
            "saved_by_accumulation_4x_bytes": peak - base.at(b // 4)[0]}
-    if _can_run_inplace(sim.model):
-        with _inplace(sim.model):
-            row["saved_by_inplace_bytes"] = _saved(peak, lambda: memory.predict(
-                sim, shape, "training", "fp32", batches=(b,)), base)
-    else:  # every activation that can run in place already does
-        row["saved_by_inplace_bytes"] = 0
+    row.update(_inplace_savings(sim, shape, base, peak))
     row["saved_by_checkpointing_bytes"] = None
     if hasattr(sim.model, "set_grad_checkpointing"):
         row["saved_by_checkpointing_bytes"] = _saved(peak, lambda: memory.predict(
@@ -90,42 +97,81 @@ def _saved(peak: int, predict_variant, base: memory.Prediction) -> int | None:
                                       step_events=base.step_events).at(SAVINGS_BATCH)[0]
 
 
-def _can_run_inplace(model) -> bool:
-    """Whether some module could run in place and does not (a dropout of rate 0 does nothing
-    either way)."""
-    return any(getattr(m, "inplace", True) is False and getattr(m, "p", None) != 0
-               for m in model.modules())
+INPLACE_CASES = ("saves", "already in place", "not possible")
+
+
+def _inplace_savings(sim: memory.Simulator, shape, base: memory.Prediction, peak: int) -> dict:
+    """What in-place activations do for this model, in three columns:
+
+    - ``inplace_case``: "saves" where some activation could run in place and does not;
+      "already in place" where every one that can already does (torchvision's ReLUs);
+      "not possible" where none can (GELU and the like have no in-place form);
+    - ``saved_by_inplace_bytes``: what switching on the ones that could saves (0 where none can);
+    - ``inplace_vs_out_of_place_bytes``: what in-place activations save against the same model
+      with every one of them out of place (empty where none can run in place).
+    Empty where the model cannot run that way (an activation after a split cannot be in place)."""
+    could = _switchable(sim.model, False)
+    does = _switchable(sim.model, True)
+    if not could and not does:
+        return {"inplace_case": "not possible", "saved_by_inplace_bytes": 0,
+                "inplace_vs_out_of_place_bytes": None}
+
+    def variant(modules, inplace):
+        with _set_inplace(modules, inplace):
+            return _saved(peak, lambda: memory.predict(
+                sim, shape, "training", "fp32", batches=(SAVINGS_BATCH,)), base)
+
+    saved = variant(could, True) if could else 0  # all in place: peak - saved
+    worse = -variant(does, False) if does else 0  # all out of place: peak + worse
+    both = None if saved is None or worse is None else saved + worse
+    return {"inplace_case": "saves" if could else "already in place",
+            "saved_by_inplace_bytes": saved, "inplace_vs_out_of_place_bytes": both}
+
+
+def _switchable(model, inplace: bool) -> list:
+    """The modules with an ``inplace`` switch set to ``inplace`` (a dropout of rate 0 does
+    nothing either way)."""
+    return [m for m in model.modules() if isinstance(getattr(m, "inplace", None), bool)
+            and m.inplace is inplace and getattr(m, "p", None) != 0]
 
 
 @contextlib.contextmanager
-def _inplace(model):
-    """Every module that can run in place does (``inplace=True``) while inside."""
-    changed = [m for m in model.modules()
-               if hasattr(m, "inplace") and isinstance(m.inplace, bool) and not m.inplace]
-    for m in changed:
-        m.inplace = True
+def _set_inplace(modules: list, inplace: bool):
+    """``modules`` run with ``inplace`` set while inside."""
+    for m in modules:
+        m.inplace = inplace
     try:
-        yield model
+        yield
     finally:
-        for m in changed:
-            m.inplace = False
+        for m in modules:
+            m.inplace = not inplace
 
 
 def memory_model(entry: Entry) -> dict:
     start = time.perf_counter()
-    sim = memory.Simulator(build(entry, "meta"))
+    meta = build(entry, "meta")
+    half = memory.Simulator(copy.deepcopy(meta), dtype=torch.float16)
+    sim = memory.Simulator(meta)
     shape = input_shape(entry)
     problems: list = []
-    preds = predictions(sim, shape, problems)
+    preds = predictions(sim, shape, problems, half)
     key = dict(zip(KEY, entry.key))
     rows, fits = [], []
+    replayed: dict = {}  # fp16 and bf16 rows share one prediction, and its replays
     for (mode, precision, optimizer), pred in preds.items():
+        same = replayed.setdefault((id(pred.events1), optimizer), {})
         for b in BATCHES:
             peak, parts = pred.at(b)
+            if b not in same:
+                same[b] = _replay(pred, b)
             rows.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
-                         "batch": b, "peak_bytes": peak, **{f"{c}_bytes": v for c, v in parts.items()}})
+                         "batch": b, "peak_bytes": peak, **same[b],
+                         **{f"{c}_bytes": v for c, v in parts.items()}})
         model_part, per_sample, worst = pred.law()
         parts = pred.parts(SAVINGS_BATCH)
+        if "fits" not in same:
+            same["fits"] = {f"max_batch_{card.slug}": largest_batch(pred, card)
+                            for card in cards.FIT_CARDS}
         fits.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
                      "model_bytes": model_part, "per_sample_bytes": per_sample,
                      "worst_residual": worst,
@@ -133,13 +179,30 @@ def memory_model(entry: Entry) -> dict:
                      "gradient_bytes": parts["gradients"], "optimizer_bytes": parts["optimizer"],
                      "activation_bytes_per_sample": pred.activations_per_sample(),
                      f"temporaries_max_bytes_b{SAVINGS_BATCH}": parts["temporaries"],
-                     **{f"max_batch_{g}gb": pred.largest_batch(usable_bytes(g), MAX_BATCH)
-                        for g in GPU_GB}})
+                     **same["fits"]})
     return {"memory.csv": rows, "memory-fit.csv": fits,
             "memory-savings.csv": [{**key, **savings(sim, shape, preds)}],
             "memory-failures.csv": [{**key, "stage": f"memory-{what}", "error": error,
                                      "traceback": tb} for what, error, tb in problems],
             "seconds": time.perf_counter() - start}
+
+
+def _replay(pred: memory.Prediction, batch: int) -> dict:
+    """What torch.cuda.max_memory_allocated and max_memory_reserved would report (an H100's or
+    H200's cuBLAS workspace), by the caching allocator's replay; empty where the two simulated
+    batch sizes allocated differently (no trace to interpolate)."""
+    if pred.events1 is None:
+        return {"allocated_bytes": None, "reserved_bytes": None}
+    r = pred.replay(batch)
+    return {"allocated_bytes": r.max_allocated, "reserved_bytes": r.max_reserved}
+
+
+def largest_batch(pred: memory.Prediction, card: cards.Card) -> int:
+    """The largest batch that runs on ``card`` by the allocator's replay within its capacity (by
+    allocated bytes where no trace could be interpolated)."""
+    if pred.events1 is None:
+        return pred.largest_batch(card.capacity, MAX_BATCH)
+    return pred.largest_batch_replayed(card.capacity, MAX_BATCH, card.cublas_workspace)
 
 
 def print_model(entry: Entry, out=sys.stdout) -> None:
@@ -148,20 +211,22 @@ def print_model(entry: Entry, out=sys.stdout) -> None:
         warnings.simplefilter("ignore")
         result = memory_model(entry)
     print(f"{entry.arch}  input Bx{'x'.join(map(str, input_shape(entry)))}", file=out)
+    shown = [cards.BY_SLUG["rtx_4090"], cards.BY_SLUG["h100"]]
     head = (f"{'mode':<10}{'precision':<10}{'optimizer':<10}{'model part':>14}{'per sample':>14}"
-            f"{'peak @32':>14}" + "".join(f"{f'fits {g}GB':>11}" for g in (24, 80)))
+            f"{'peak @32':>14}" + "".join(f"{c.name:>11}" for c in shown))
     print(head, file=out)
     for f in result["memory-fit.csv"]:
         peak32 = f["model_bytes"] + 32 * f["per_sample_bytes"]
         print(f"{f['mode']:<10}{f['precision']:<10}{f['optimizer'] or '-':<10}"
               f"{f['model_bytes'] / 2**20:>10,.1f} MiB{f['per_sample_bytes'] / 2**20:>10,.2f} MiB"
               f"{peak32 / 2**20:>10,.1f} MiB"
-              + "".join(f"{largest_batch_text(f[f'max_batch_{g}gb']):>11}" for g in (24, 80)),
+              + "".join(f"{largest_batch_text(f[f'max_batch_{c.slug}']):>11}" for c in shown),
               file=out)
     for p in result["memory-failures.csv"]:
         print(f"note: {p['stage']}: {p['error']}", file=out)
-    print("peak = predicted torch.cuda.max_memory_allocated; 'fits' is the largest batch "
-          "(zoo memory MODEL --gpu SIZE for one configuration)", file=out)
+    print("peak = predicted torch.cuda.max_memory_allocated; under each card, the largest batch "
+          "that runs by the caching allocator's replay (zoo memory MODEL --gpu CARD for one "
+          "configuration and any card)", file=out)
 
 
 def _status(result: dict) -> str:
@@ -181,9 +246,10 @@ STAGE = Stage(
     tables=("memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-failures.csv"),
     columns={"memory-fit.csv": [*TABLES["memory-fit.csv"].columns,
                                 f"temporaries_max_bytes_b{SAVINGS_BATCH}",
-                                *(f"max_batch_{g}gb" for g in GPU_GB)]},
+                                *(f"max_batch_{c.slug}" for c in cards.FIT_CARDS)]},
     measure=lambda entry, settings: memory_model(entry),
-    code=("zoo.stages.memory", "zoo.measure.memory", "zoo.catalogue.cards", "zoo.torch_private"),
+    code=("zoo.stages.memory", "zoo.measure.memory", "zoo.measure.allocator", "zoo.catalogue.cards",
+          "zoo.catalogue:gpus.csv", "zoo.torch_private"),
     status=_status,
     label="memory ",
     summary=_summary,

@@ -76,10 +76,13 @@ def _plain(x):
 
 @lru_cache(maxsize=None)
 def code_hash(modules: tuple[str, ...]) -> str:
+    """A hash of the source of ``modules``; ``package:file`` names a data file of a package
+    (``zoo.catalogue:gpus.csv``)."""
     h = hashlib.sha256()
     for name in sorted(set(modules)):
-        spec = util.find_spec(name)
-        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
+        package, _, data = name.partition(":")
+        path = Path(util.find_spec(package).origin)
+        h.update(name.encode() + b"\0" + (path.parent / data if data else path).read_bytes())
     return h.hexdigest()
 
 

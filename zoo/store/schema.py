@@ -99,22 +99,29 @@ TABLES = {t.name: t for t in [
                       "gmacs": Col("float", min=0)}, unique=False, compressed=True),
     _t("counter-notes.csv", {"counter": S, "status": S, "note": S0}, ["counter"]),
     _t("failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
+    # peak_bytes: the tensors' blocks at the peak, by category (the *_bytes columns sum to it);
+    # allocated_bytes, reserved_bytes: torch.cuda.max_memory_allocated and max_memory_reserved
+    # by the caching allocator's replay (empty where no trace could be interpolated)
     _t("memory.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1), "peak_bytes": BYTES,
+                      "allocated_bytes": BYTES0, "reserved_bytes": BYTES0,
                       **{f"{c}_bytes": BYTES for c in (
                           "parameters", "buffers", "gradients", "optimizer", "activations",
                           "temporaries", "workspace")}},
-       ["mode", "precision", "optimizer", "batch"], compressed=True),
+       ["mode", "precision", "optimizer", "batch"], compressed=True,
+       added=("allocated_bytes", "reserved_bytes")),
     _t("memory-fit.csv", {**MEMORY_CONFIG, "model_bytes": Col("int"), "per_sample_bytes": BYTES,
                           "worst_residual": Col("float", digits=RATIO_DIGITS, min=0),
                           "parameter_bytes": BYTES, "buffer_bytes": BYTES,
                           "gradient_bytes": BYTES, "optimizer_bytes": BYTES,
                           "activation_bytes_per_sample": BYTES},
        ["mode", "precision", "optimizer"],
-       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_\d+gb": Col("int", min=0)}),
+       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_[a-z0-9_]+": Col("int", min=0)}),
     _t("memory-savings.csv", {"batch": Col("int", min=1), "peak_fp32_adamw_bytes": BYTES,
                               **{f"saved_by_{c}_bytes": BYTES0 for c in (
                                   "amp_bf16", "sgd", "accumulation_4x", "inplace",
-                                  "checkpointing")}}),
+                                  "checkpointing")},
+                              "inplace_case": S0, "inplace_vs_out_of_place_bytes": BYTES0},
+       added=("inplace_case", "inplace_vs_out_of_place_bytes")),
     _t("memory-failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
     # one row per model, threads and batch size; times in ms to 4 significant digits. A batch size
     # left out by the model's time budget is a row with status "skipped: ..." and no figures.
