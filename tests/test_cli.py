@@ -201,9 +201,11 @@ def test_user_models_are_counted_and_predicted_from_the_current_folder(user_dir,
 @pytest.mark.parametrize("args, says", [
     (["--batch", "1000000000000"], "--batch 1000000000000: must be between 1 and 65,536"),
     (["--batch", "0"], "--batch 0: must be between 1"),
-    (["--gpu", "0.0001"], "no larger than the 512 MiB the CUDA context takes"),
+    (["--gpu", "0.0001GB"], "no larger than the 1024 MiB the driver and the CUDA context take"),
     (["--gpu", "1000000000GB"], "larger than any card"),
-    (["--gpu", "lots"], "expected a size such as 24GB"),
+    (["--gpu", "lots"], "not a card of the table nor a size such as 24GB"),
+    (["--gpu", "H1000"], "did you mean H100, H100 PCIe, H200?"),
+    (["--precision", "fp16", "--mode", "training"], "modelled for inference"),
     (["--optimizer", "lion"], "--optimizer 'lion'"),
 ])
 def test_out_of_range_memory_options_get_one_line(args, says):
@@ -225,7 +227,15 @@ def test_a_bare_architecture_takes_the_library_default_weights():
 def test_a_capped_largest_batch_says_it_is_a_cap(user_dir):
     proc = zoo("memory", "mymodels:good", "--input", "3x8x8", "--gpu", "9000GB", cwd=user_dir)
     assert proc.returncode == 0, proc.stderr
-    assert "largest batch on a 9000GB GPU: >=65536 (the search stops there)" in proc.stdout
+    assert "largest batch on 9000GB: >=65536 (the search stops there)" in proc.stdout
+
+
+@pytest.mark.parametrize("card", [c.name for c in __import__("zoo.catalogue.cards").catalogue.cards.CARDS])
+def test_every_card_of_the_table_is_a_gpu_name(card):
+    from zoo.catalogue import cards
+
+    assert cards.find(card).name == card
+    assert cards.find(card.lower().replace(" ", "-")).name == card
 
 
 def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd):

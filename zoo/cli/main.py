@@ -90,9 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     mem.add_argument("--batch", type=int, default=32)
     mem.add_argument("--optimizer", default="adamw", help="sgd, momentum or adamw")
     mem.add_argument("--precision", default="fp32",
-                     help="fp32, amp (= fp16 autocast), fp16 or bf16 (autocast)")
+                     help="fp32; amp-fp16 or amp-bf16 (fp32 weights under autocast; amp = "
+                          "amp-fp16); fp16 or bf16 (the weights themselves in half precision, "
+                          "inference only)")
     mem.add_argument("--mode", default="training", choices=["training", "inference"])
-    mem.add_argument("--gpu", default="24GB", help="card size, e.g. 24GB or 80")
+    mem.add_argument("--gpu", default="RTX 4090",
+                     help="a card (RTX 3060 12GB, RTX 4090, A100 40GB, H100, H200, B200, ...: "
+                          "see the memory page) or its total as nvidia-smi shows it (24564MiB, "
+                          "24GiB, 24GB = 24 x 10^9 bytes)")
     mem.add_argument("--input", default=None,
                      help="input shape without the batch, e.g. 3x512x512 (default: the zoo "
                           "model's own; required for your own model)")

@@ -5,28 +5,12 @@ from __future__ import annotations
 import re
 import sys
 
-from zoo.catalogue.cards import ALLOCATOR_HEADROOM, CONTEXT_BYTES, usable_bytes
+from zoo.catalogue import cards
 from zoo.errors import UsageError, error_line
 from zoo.measure import memory
 from zoo.store.schema import MAX_BATCH, largest_batch_text
 
-PRECISION_ALIASES = {"amp": "fp16", "fp32": "fp32", "fp16": "fp16", "bf16": "bf16",
-                     "amp-fp16": "fp16", "amp-bf16": "bf16"}
-MAX_GPU_GB = 10_000  # far beyond any card; a larger size is a typo
-
-
-def parse_gpu(text: str) -> float:
-    """A card size in GB (taken as GiB), within what a card can be."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(gb|gib|g)?\s*", text, re.I)
-    if not m:
-        raise UsageError(f"--gpu {text!r}: expected a size such as 24GB")
-    gb = float(m.group(1))
-    if usable_bytes(gb) <= 0:
-        raise UsageError(f"--gpu {text!r}: no larger than the {CONTEXT_BYTES // 2**20} MiB the CUDA "
-                         "context takes")
-    if gb > MAX_GPU_GB:
-        raise UsageError(f"--gpu {text!r}: larger than any card (at most {MAX_GPU_GB:,} GB)")
-    return gb
+PRECISION_ALIASES = {"amp": "amp-fp16", **{p: p for p in memory.PRECISIONS}}
 
 
 def parse_batch(batch: int) -> int:
@@ -73,34 +57,40 @@ def main(args) -> int:
     if args.optimizer not in memory.OPTIMIZERS:
         raise UsageError(f"--optimizer {args.optimizer!r}: choose from {', '.join(memory.OPTIMIZERS)}")
     if args.precision not in PRECISION_ALIASES:
-        raise UsageError(f"--precision {args.precision!r}: choose from fp32, amp, fp16, bf16")
+        raise UsageError(f"--precision {args.precision!r}: choose from "
+                         f"{', '.join(PRECISION_ALIASES)}")
     precision = PRECISION_ALIASES[args.precision]
-    gpu = parse_gpu(args.gpu)
+    if precision in memory.HALF and args.mode == "training":
+        raise UsageError(f"--precision {args.precision}: weights in half precision are modelled "
+                         "for inference; train with amp-fp16 or amp-bf16")
+    card = cards.find(args.gpu)
     name, entry = resolve(args.model, args.input)
     shape = input_shape(entry)
     optimizer = args.optimizer if args.mode == "training" else None
-    sim = memory.Simulator(build(entry, "meta"))
     try:
-        pred = memory.predict(sim, shape, args.mode, precision, optimizer)
+        pred = memory.predict(lambda: build(entry, "meta"), shape, args.mode, precision, optimizer)
     except UsageError:
         raise
     except (RuntimeError, ValueError, TypeError, AssertionError, IndexError) as exc:
         raise UsageError(f"{name}: the model rejects input {'x'.join(map(str, shape))}: "
                          f"{error_line(exc)}") from None
     peak, parts = pred.at(batch)
+    replay = pred.replay(batch, workspace=card.cublas_workspace)
     model_part, per_sample, worst = pred.law()
-    budget = usable_bytes(gpu)
-    fits = pred.largest_batch(budget, MAX_BATCH)
-    what = f"{args.mode}, {args.precision}" + (f", {optimizer}" if optimizer else "")
+    fits = pred.largest_batch_replayed(card.capacity, MAX_BATCH, card.cublas_workspace)
+    what = f"{args.mode}, {precision}" + (f", {optimizer}" if optimizer else "")
     print(f"{name}  input {batch}x{'x'.join(map(str, shape))}  ({what})")
     print(f"{'category':<14}{'memory':>18}")
     for c in memory.CATEGORIES:
         print(f"{c:<14}{_mib(parts[c]):>18}")
-    print(f"{'peak':<14}{_mib(peak):>18}   (predicted torch.cuda.max_memory_allocated)")
+    print(f"{'peak':<14}{_mib(peak):>18}   (the tensors' blocks at the peak)")
+    print(f"{'allocated':<14}{_mib(replay.max_allocated):>18}   "
+          "(torch.cuda.max_memory_allocated, by the caching allocator's replay)")
+    print(f"{'reserved':<14}{_mib(replay.max_reserved):>18}   (torch.cuda.max_memory_reserved)")
     print(f"law: {_mib(model_part)} + batch x {_mib(per_sample)} (worst residual "
           f"{100 * worst:.1f}% over batch 1-256)")
     cap = " (the search stops there)" if fits >= MAX_BATCH else ""
-    print(f"largest batch on a {args.gpu} GPU: {largest_batch_text(fits)}{cap} (usable {_mib(budget)}: "
-          f"{_mib(CONTEXT_BYTES)} kept for the CUDA context, {100 * ALLOCATOR_HEADROOM:.0f}% "
-          f"for the allocator)")
+    print(f"largest batch on {card.name}: {largest_batch_text(fits)}{cap} (the allocator may "
+          f"reserve {_mib(card.capacity)}: {_mib(card.cuda_total)} CUDA total less "
+          f"{cards.CONTEXT_MIB} MiB for the CUDA context)")
     return 0
