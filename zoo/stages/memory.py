@@ -163,14 +163,14 @@ def memory_model(entry: Entry) -> dict:
         for b in BATCHES:
             peak, parts = pred.at(b)
             if b not in same:
-                same[b] = _replay(pred, b)
+                same[b] = _replay(pred, b, problems)
             rows.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
                          "batch": b, "peak_bytes": peak, **same[b],
                          **{f"{c}_bytes": v for c, v in parts.items()}})
         model_part, per_sample, worst = pred.law()
         parts = pred.parts(SAVINGS_BATCH)
         if "fits" not in same:
-            same["fits"] = {f"max_batch_{card.slug}": largest_batch(pred, card)
+            same["fits"] = {f"max_batch_{card.slug}": largest_batch(pred, card, problems)
                             for card in cards.FIT_CARDS}
         fits.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
                      "model_bytes": model_part, "per_sample_bytes": per_sample,
@@ -187,22 +187,36 @@ def memory_model(entry: Entry) -> dict:
             "seconds": time.perf_counter() - start}
 
 
-def _replay(pred: memory.Prediction, batch: int) -> dict:
+def _replay(pred: memory.Prediction, batch: int, problems: list) -> dict:
     """What torch.cuda.max_memory_allocated and max_memory_reserved would report (an H100's or
     H200's cuBLAS workspace), by the caching allocator's replay; empty where the two simulated
-    batch sizes allocated differently (no trace to interpolate)."""
+    batch sizes allocated differently (no trace to interpolate) or the replay failed (its
+    reason goes to ``problems``)."""
+    empty = {"allocated_bytes": None, "reserved_bytes": None}
     if pred.events1 is None:
-        return {"allocated_bytes": None, "reserved_bytes": None}
-    r = pred.replay(batch)
+        return empty
+    try:
+        r = pred.replay(batch)
+    except Exception as exc:  # noqa: BLE001 - the rows stand without it; the reason is kept
+        _note(problems, exc)
+        return empty
     return {"allocated_bytes": r.max_allocated, "reserved_bytes": r.max_reserved}
 
 
-def largest_batch(pred: memory.Prediction, card: cards.Card) -> int:
+def largest_batch(pred: memory.Prediction, card: cards.Card, problems: list) -> int:
     """The largest batch that runs on ``card`` by the allocator's replay within its capacity (by
-    allocated bytes where no trace could be interpolated)."""
-    if pred.events1 is None:
-        return pred.largest_batch(card.capacity, MAX_BATCH)
-    return pred.largest_batch_replayed(card.capacity, MAX_BATCH, card.cublas_workspace)
+    allocated bytes where no trace could be interpolated or the replay failed)."""
+    if pred.events1 is not None:
+        try:
+            return pred.largest_batch_replayed(card.capacity, MAX_BATCH, card.cublas_workspace)
+        except Exception as exc:  # noqa: BLE001
+            _note(problems, exc)
+    return pred.largest_batch(card.capacity, MAX_BATCH)
+
+
+def _note(problems: list, exc: Exception) -> None:
+    if not any(what == "replay" for what, _, _ in problems):  # once per model
+        problems.append(("replay", error_line(exc), traceback_text()))
 
 
 def print_model(entry: Entry, out=sys.stdout) -> None:
