@@ -131,11 +131,27 @@ TABLES = {t.name: t for t in [
     # written on a CUDA machine by scripts/gpu-latency: latency.csv's columns, with power
     _t("latency-gpu.csv", {**LATENCY, "power_w": MS0, "joules_per_image": MS0},
        ["device", "precision", "threads", "infer_batch_size"]),
-    _t("memory-measured.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1),
-                               "predicted_bytes": BYTES, "max_allocated_bytes": BYTES,
-                               "max_reserved_bytes": BYTES, "rel_error": F, "device": S,
-                               "torch_version": S0, "torchvision_version": S0,
-                               "timm_version": S0}, ["mode", "precision", "optimizer", "batch"]),
+    # written on a CUDA machine by scripts/gpu-check (torch, torchvision, timm and numpy only):
+    # "peak" rows at one batch size, "largest batch" rows with the batch that ran; the card, its
+    # memory and CUDA context with every row
+    _t("memory-measured.csv", {**MEMORY_CONFIG, "what": S, "batch": Col("int", min=0),
+                               "max_allocated_bytes": BYTES0, "max_reserved_bytes": BYTES0,
+                               "status": S, "device": S, "capability": S,
+                               "cuda_total_bytes": BYTES, "driver": S0,
+                               "nvidia_smi_total_mib": BYTES0, "context_start_bytes": I,
+                               "context_end_bytes": I, "torch_version": S0,
+                               "torchvision_version": S0, "timm_version": S0, "cuda_version": S0},
+       ["device", "mode", "precision", "optimizer", "what"]),
+    # written on CPU by scripts/gpu-compare: each measured row beside zoo's prediction for it
+    _t("memory-comparison.csv", {**MEMORY_CONFIG, "what": S, "device": S,
+                                 "batch": Col("int", min=0),
+                                 "measured_allocated_bytes": BYTES0,
+                                 "predicted_allocated_bytes": BYTES0, "allocated_error": F0,
+                                 "measured_reserved_bytes": BYTES0,
+                                 "predicted_reserved_bytes": BYTES0, "reserved_error": F0,
+                                 "predicted_batch": BYTES0, "batch_error": F0,
+                                 "capacity_bytes": BYTES0, "predicted_with": S},
+       ["device", "mode", "precision", "optimizer", "what"]),
 ]}
 
 

@@ -1,0 +1,97 @@
+"""The GPU check's two halves: the measuring one runs with torch, torchvision, timm and numpy
+alone (on a machine with nothing of zoo's); the comparing one puts zoo's prediction beside each
+measured row."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from zoo.catalogue.build import build
+from zoo.catalogue.entries import Entry, select
+from zoo.measure import memory
+from zoo.store import tables
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECK = ROOT / "scripts" / "gpu-check"
+ALLOWED = {"torch", "torchvision", "timm", "numpy"}
+
+
+def _check_module():
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("gpu_check", str(CHECK))
+    spec = importlib.util.spec_from_loader("gpu_check", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def test_the_measuring_half_imports_only_torch_its_kin_and_the_standard_library():
+    tree = ast.parse(CHECK.read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    outside = imported - ALLOWED - set(sys.stdlib_module_names) - {"__future__"}
+    assert not outside, outside
+    assert "zoo" not in imported and "pandas" not in imported
+
+
+def test_the_measured_configurations_are_the_zoo_s():
+    check = _check_module()
+    names = [f"{lib}:{arch}.{weights}" for lib, arch, weights, _ in check.MODELS]
+    entries = select(names)
+    assert sorted((e.library, e.arch, e.weights, e.img_size) for e in entries) == \
+        sorted(tuple(m) for m in check.MODELS)
+    assert {p for _, p, _ in check.CONFIGS} <= set(memory.PRECISIONS)
+    assert set(check.FIT_MODELS) <= {m[1] for m in check.MODELS}
+
+
+def test_without_a_gpu_the_check_says_so_in_one_line():
+    proc = subprocess.run([sys.executable, str(CHECK)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no CUDA device" in proc.stderr
+
+
+def test_the_comparing_half_puts_the_prediction_beside_each_measurement(tmp_path):
+    entry = Entry("torchvision", "resnet18", "IMAGENET1K_V1", 224)
+    card = {"device": "NVIDIA H100 80GB HBM3", "capability": "9.0",
+            "cuda_total_bytes": 81106 << 20, "driver": "565.57.01", "nvidia_smi_total_mib": 81559,
+            "context_start_bytes": 300 << 20, "context_end_bytes": 500 << 20}
+    key = {"library": entry.library, "arch": entry.arch, "weights": entry.weights,
+           "img_size": entry.img_size}
+    # a second path to the same figures: the prediction made here, by hand
+    pred = memory.predict(lambda: build(entry, "meta"), (3, 224, 224), "inference", "fp32")
+    r = pred.replay(8, workspace=32 << 20)
+    rows = pd.DataFrame([
+        {**key, "mode": "inference", "precision": "fp32", "optimizer": None, "what": "peak",
+         "batch": 8, "max_allocated_bytes": r.max_allocated,
+         "max_reserved_bytes": 2 * r.max_reserved, "status": "ok", **card},
+        {**key, "mode": "inference", "precision": "fp32", "optimizer": None,
+         "what": "largest batch", "batch": 100_000, "status": "ok", **card}])
+    tables.update(tmp_path, {"memory-measured.csv": (rows, {tuple(key.values())})})
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu-compare"), "--data",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = tables.read(tmp_path, "memory-comparison.csv").set_index("what")
+    assert out.loc["peak", "predicted_allocated_bytes"] == r.max_allocated
+    assert out.loc["peak", "allocated_error"] == 0
+    assert out.loc["peak", "reserved_error"] == pytest.approx(-0.5)
+    capacity = (81106 << 20) - (500 << 20)
+    assert out.loc["largest batch", "capacity_bytes"] == capacity
+    assert out.loc["largest batch", "predicted_batch"] == \
+        pred.largest_batch_replayed(capacity, workspace=32 << 20)
+    assert "allocated: median |error| 0.0%" in proc.stdout
+
+
+def test_the_comparing_half_without_a_measurement_says_so(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "gpu-compare"), "--data",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "run scripts/gpu-check on a CUDA machine first" in proc.stderr
