@@ -195,6 +195,15 @@ def test_site_builds_from_any_subset(tmp_path, models):
     with_acc = tables.read(data, "counts.csv").top1.notna().sum()
     assert f"places {with_acc} models of" in index
     assert (tmp_path / "public" / "models" / "index.html").exists()
+    memory = (tmp_path / "build" / "docs" / "memory.md").read_text()
+    from zoo.catalogue import cards
+
+    for card in cards.CARDS:  # the cards table: every card with its figures' sources
+        assert re.search(rf"\| {re.escape(card.name)} +\| {card.memory_mib:,} +\|", memory)
+    assert memory.count("[source](https://") >= len(cards.CARDS)
+    savings = tables.read(data, "memory-savings.csv")
+    assert savings["inplace_case"].iloc[0] in memory  # which case holds, said in words
+    assert "No GPU has measured these predictions yet" in memory
 
 
 def test_every_table_download_is_a_link_to_a_file(built):

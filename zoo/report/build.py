@@ -30,7 +30,7 @@ SOURCES = Path(str(resources.files("zoo.site_sources")))  # site/, shipped as pa
 TIMM_BENCH = reference.path(reference.TIMM_BENCH_5090)
 DATA_TABLES = ["counts.csv", "ops.csv", "layers.csv", "counter-notes.csv", "failures.csv",
                "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv",
-               "memory-failures.csv",
+               "memory-comparison.csv", "memory-failures.csv",
                "latency.csv", "latency-failures.csv", "latency-gpu.csv"]
 TIMM_CPU_BENCH_NAME = reference.TIMM_BENCH_CPU
 # the tables of the Memory and Latency pages, which show the default zoo's models
@@ -298,7 +298,7 @@ def generate(data_dir: Path | None = None, docs: Path | None = None, log=sys.std
     shown = {name: _rows_of(data[name], keys) for name in PAGE_TABLES}  # the pages' models
     for name in ("memory.csv", "memory-fit.csv"):
         shown[name]["optimizer"] = shown[name]["optimizer"].fillna("")
-    files += _memory_pages(shown, data["memory-measured.csv"], data_dir, docs, counts)
+    files += _memory_pages(shown, data["memory-comparison.csv"], data_dir, docs, counts)
     files += _latency_pages(shown, data_dir, docs, counts, ops)
     (docs / "data.md").write_text(pages.data_page(counts, files, BIBTEX, downloads))
     (docs / "builder.md").write_text(pages.builder_page(everything, BIBTEX))
@@ -354,28 +354,24 @@ def _publish(docs: Path, data_dir: Path, counts: pd.DataFrame, specs: dict, expo
     return files
 
 
-def _memory_pages(shown: dict, measured: pd.DataFrame, data_dir: Path, docs: Path,
+def _memory_pages(shown: dict, comparison: pd.DataFrame, data_dir: Path, docs: Path,
                   counts: pd.DataFrame) -> list[str]:
     """The Memory page, when the memory stage has run (``shown``: the page's models' rows)."""
-    from zoo.catalogue import cards
-
     mem, fits, savings = shown["memory.csv"], shown["memory-fit.csv"], shown["memory-savings.csv"]
     if mem.empty or fits.empty:
         (docs / "memory.md").write_text("# Memory\n\n" + pages.GENERATED
                                         + "Run `make zoo` to predict memory.\n")
         return []
-    measured = measured if not measured.empty else None
+    comparison = comparison if not comparison.empty else None
     specs = {"memory-vs-batch": charts.memory_vs_batch(mem, fits, counts).to_dict(),
              "memory-vs-params": charts.memory_vs_params(fits, counts).to_dict(),
              "memory-breakdown": charts.memory_breakdown(mem, counts).to_dict()}
-    reserve = (f"Usable memory = (card size - {cards.CONTEXT_BYTES // 2**20} MiB for the CUDA "
-               f"context) x {1 - cards.ALLOCATOR_HEADROOM:.2f} for the caching allocator's "
-               "segments and fragmentation; card sizes are taken as GiB.")
     exports: dict = {}
-    text = pages.memory_page(counts, fits, savings, measured, specs, reserve, exports)
+    text = pages.memory_page(counts, fits, savings, comparison, specs, exports)
     (docs / "memory.md").write_text(text)
     return _publish(docs, data_dir, counts, specs, exports, (
-        "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv"))
+        "memory.csv", "memory-fit.csv", "memory-savings.csv", "memory-measured.csv",
+        "memory-comparison.csv"))
 
 
 def _latency_pages(shown: dict, data_dir: Path, docs: Path, counts: pd.DataFrame,

@@ -254,7 +254,7 @@ PAPER_HEADERS = {"params_m": "params (M)", "gmacs": "GMACs", "top1": "top-1 (%)"
                  "top5": "top-5 (%)", "img_size": "image (px)", "gflops_train": "train GFLOPs"}
 # the columns of a named export's paper version, where the rule below would choose worse
 PAPER_COLUMNS = {"zoo": ["model", "params_m", "gmacs", "top1"],
-                 "fit-.*": ["model", "8 GB", "16 GB", "24 GB", "40 GB", "80 GB", "141 GB"],
+                 "fit-.*": ["model", "RTX 3060 12GB", "T4", "RTX 4090", "A100 40GB", "H100", "H200"],
                  "latency-table": ["model", "set-up", "GMACs", "ms/image, batch 1", "top-1"]}
 LONG_TEXT = 40  # characters: a text column with a longer cell (a source) stays in the CSV
 

@@ -279,10 +279,11 @@ def memory_section(fits: pd.DataFrame | None, counts: pd.DataFrame) -> str:
         "per sample (MiB)": (fits["per_sample_bytes"] / 2**20).map("{:.2f}".format),
         "peak at batch 32 (MiB)": ((fits["model_bytes"] + 32 * fits["per_sample_bytes"])
                                    / 2**20).map("{:.0f}".format),
-        "max batch 24 GB": fits["max_batch_24gb"].map(largest_batch_text),
-        "max batch 80 GB": fits["max_batch_80gb"].map(largest_batch_text)})
+        **{f"max batch {c.name}": fits[f"max_batch_{c.slug}"].map(largest_batch_text)
+           for c in _glance_cards() if f"max_batch_{c.slug}" in fits.columns}})
     return ("## Memory\n\nPredicted GPU memory (see [Memory](../memory.md)): the fitted law "
-            "peak = model part + batch x per-sample part, and the largest batch that fits.\n\n"
+            "peak = model part + batch x per-sample part, and the largest batch that runs on a "
+            "card by the caching allocator's replay.\n\n"
             + table_md(view, counts))
 
 
@@ -323,10 +324,17 @@ def pareto_neighbours(row, counts: pd.DataFrame) -> pd.DataFrame:
 
 
 # memory at a glance on a model page: (label, mode, precision, optimizer), and the cards shown
-GLANCE_MEMORY = [("training, AMP bf16, AdamW", "training", "bf16", "adamw"),
+GLANCE_MEMORY = [("training, AMP bf16, AdamW", "training", "amp-bf16", "adamw"),
                  ("training, fp32, AdamW", "training", "fp32", "adamw"),
-                 ("inference, fp32", "inference", "fp32", "")]
-GLANCE_CARDS = [12, 24, 80]
+                 ("inference, fp32", "inference", "fp32", ""),
+                 ("inference, fp16 weights", "inference", "fp16", "")]
+GLANCE_CARDS = ["rtx_3060_12gb", "rtx_4090", "h100"]
+
+
+def _glance_cards():
+    from zoo.catalogue.cards import BY_SLUG
+
+    return [BY_SLUG[s] for s in GLANCE_CARDS]
 
 
 def memory_glance(fits: pd.DataFrame | None) -> str:
@@ -340,13 +348,13 @@ def memory_glance(fits: pd.DataFrame | None) -> str:
         if pick.empty:
             continue
         cells = "".join(
-            f"<td>{largest_batch_text(int(pick.iloc[0][f'max_batch_{g}gb']))}</td>"
-            if not pd.isna(pick.iloc[0].get(f"max_batch_{g}gb")) else "<td></td>"
-            for g in GLANCE_CARDS)
+            f"<td>{largest_batch_text(int(pick.iloc[0][f'max_batch_{c.slug}']))}</td>"
+            if not pd.isna(pick.iloc[0].get(f"max_batch_{c.slug}")) else "<td></td>"
+            for c in _glance_cards())
         rows.append(f"<tr><th scope=\"row\">{label}</th>{cells}</tr>")
     if not rows:
         return ""
-    head = "".join(f"<th scope=\"col\">{g} GB</th>" for g in GLANCE_CARDS)
+    head = "".join(f"<th scope=\"col\">{c.name}</th>" for c in _glance_cards())
     return ('<table class="zoo-glance-memory" id="zoo-memory-glance"><caption>Largest batch that '
             'fits (predicted; <a href="#memory">details</a>)</caption>'
             f"<thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>\n\n")
@@ -530,9 +538,8 @@ def data_page(counts: pd.DataFrame, files: list[str], bibtex: str, downloads=Non
 
 
 def memory_page(counts: pd.DataFrame, fits: pd.DataFrame, savings: pd.DataFrame,
-                measured: pd.DataFrame | None, specs: dict, reserve: str,
-                exports: dict | None = None) -> str:
-    from zoo.catalogue.cards import GPU_GB
+                comparison: pd.DataFrame | None, specs: dict, exports: dict | None = None) -> str:
+    from zoo.catalogue import cards
 
     def fit_table(mode, precision, optimizer):
         df = fits[(fits["mode"] == mode) & (fits["precision"] == precision)
@@ -542,58 +549,142 @@ def memory_page(counts: pd.DataFrame, fits: pd.DataFrame, savings: pd.DataFrame,
                              "model part (MiB)": (df["model_bytes"] / 2**20).map("{:.1f}".format),
                              "per sample (MiB)": (df["per_sample_bytes"] / 2**20).map("{:.2f}".format),
                              "worst residual": (100 * df["worst_residual"]).map("{:.1f}%".format)})
-        for g in GPU_GB:
-            view[f"{g} GB"] = df[f"max_batch_{g}gb"].map(largest_batch_text).values
+        for c in cards.FIT_CARDS:
+            view[c.name] = df[f"max_batch_{c.slug}"].map(largest_batch_text).values
         return view
+
+    def mib(x):
+        return "" if pd.isna(x) else f"{x / 2**20:.0f}"
 
     sv = savings.copy()
     save_view = pd.DataFrame({
         "model": sv["arch"] + "." + sv["weights"],
-        "peak fp32 AdamW (MiB)": (sv["peak_fp32_adamw_bytes"] / 2**20).map("{:.0f}".format)})
+        "peak fp32 AdamW (MiB)": sv["peak_fp32_adamw_bytes"].map(mib)})
     for col, label in [("saved_by_amp_bf16_bytes", "AMP bf16"), ("saved_by_checkpointing_bytes",
                                                                  "checkpointing"),
                        ("saved_by_sgd_bytes", "SGD not AdamW"),
-                       ("saved_by_inplace_bytes", "in-place activations"),
                        ("saved_by_accumulation_4x_bytes", "batch/4 x 4 accumulation")]:
-        save_view[f"{label} (MiB)"] = (sv[col] / 2**20).map(lambda x: "" if pd.isna(x) else f"{x:.0f}")
-    if measured is not None and not measured.empty:
-        err = measured["rel_error"].abs()
-        meas = (f"{len(measured)} configurations measured on {measured['device'].iloc[0]}: "
-                f"median |error| {100 * err.median():.1f}%, worst {100 * err.max():.1f}%.\n\n"
-                + table_md(measured.drop(columns=[c for c in measured.columns
-                                                  if c.endswith("_version")]).map(_fmt4), counts,
-                           "memory-measured-table", exports))
-    else:
-        meas = ("No GPU measurement is in `data/memory-measured.csv` yet: run `scripts/gpu-check` "
-                "on a CUDA machine to add one; each measured row appears here beside its "
-                "prediction.\n\n")
+        save_view[f"{label} (MiB)"] = sv[col].map(mib)
+    save_view["in-place activations"] = sv["inplace_case"].fillna("") \
+        if "inplace_case" in sv.columns else ""
+    save_view["switching them on (MiB)"] = sv["saved_by_inplace_bytes"].map(mib)
+    if "inplace_vs_out_of_place_bytes" in sv.columns:
+        save_view["in place vs out of place (MiB)"] = sv["inplace_vs_out_of_place_bytes"].map(mib)
     return (
         "# Memory\n\n" + GENERATED
         + "Predicted without a GPU: one training step (forward, backward, optimizer step) and one "
         "inference pass are simulated on fake tensors that have shapes but no storage, with every "
-        "storage's life tracked and each block rounded as CUDA's caching allocator does. The "
-        "figure is what `torch.cuda.max_memory_allocated()` would report; see "
-        "[Methods](methods.md).\n\n"
+        "allocation and free recorded. The tensors' blocks give the peak by category; PyTorch's "
+        "CUDA caching allocator, replayed on the same allocations and frees, gives what "
+        "`torch.cuda.max_memory_allocated()` and `torch.cuda.max_memory_reserved()` would report; "
+        "see [Methods](methods.md#the-caching-allocator-replayed).\n\n"
+        "Precisions: **fp32**; **AMP** (`amp-fp16`, `amp-bf16`: fp32 weights, matrix products and "
+        "convolutions under `torch.autocast`); **fp16** and **bf16**: the weights themselves in "
+        "half precision (`model.half()`), as models are served, inference only.\n\n"
         + chart_html("memory-vs-batch", specs["memory-vs-batch"])
         + "The law of the source document holds: memory = a model part (parameters, gradients, "
-        "optimizer state, workspace) + batch x a per-sample part (saved activations). The table "
-        "below gives both terms of the least-squares fit over batch 1-256 and its worst "
+        "optimizer state, workspace) + batch x a per-sample part (saved activations). The tables "
+        "below give both terms of the least-squares fit over batch 1-256 and its worst "
         "residual.\n\n"
         + chart_html("memory-vs-params", specs["memory-vs-params"])
         + chart_html("memory-breakdown", specs["memory-breakdown"])
-        + f"## Will it fit?\n\nThe largest batch whose predicted peak fits on each card. {reserve}\n\n"
+        + "## Will it fit?\n\nThe largest batch that runs on each card: the allocator is "
+        "replayed with the card's capacity as its limit, so that a request it cannot place ends "
+        "the step as an out-of-memory error would, after it has released its cached segments and "
+        "retried, as PyTorch does. Fragmentation is in the answer: a batch whose allocated peak "
+        "fits can still fail. The cards and their capacity are in the table below; any card or "
+        "size: `zoo memory MODEL --gpu CARD`.\n\n"
         "### Training, fp32, AdamW\n\n" + table_md(fit_table("training", "fp32", "adamw"), counts,
-                                                  "fit-training-fp32-adamw", exports)
-        + "### Training, AMP bf16, AdamW\n\n" + table_md(fit_table("training", "bf16", "adamw"),
-                                                        counts, "fit-training-bf16-adamw", exports)
-        + "### Inference, fp16\n\n" + table_md(fit_table("inference", "fp16", ""), counts,
-                                               "fit-inference-fp16", exports)
+                                                    "fit-training-fp32-adamw", exports)
+        + "### Training, AMP bf16, AdamW\n\n" + table_md(
+            fit_table("training", "amp-bf16", "adamw"), counts, "fit-training-amp-bf16-adamw",
+            exports)
+        + "### Inference, fp32\n\n" + table_md(fit_table("inference", "fp32", ""), counts,
+                                                "fit-inference-fp32", exports)
+        + "### Inference, fp16 weights\n\n" + table_md(fit_table("inference", "fp16", ""), counts,
+                                                        "fit-inference-fp16", exports)
+        + "## The cards\n\n" + cards_table(counts, exports)
         + "## What the usual savings buy\n\nBytes saved against training in fp32 with AdamW at "
         "batch 32. Checkpointing where the model supports it (timm's `set_grad_checkpointing`); "
-        "accumulation: batch 8 four times instead of 32 once.\n\n"
+        "accumulation: batch 8 four times instead of 32 once. In-place activations: *already in "
+        "place* where every activation that can run in place does (torchvision's ReLUs), *not "
+        "possible* where none can (GELU and SiLU as these models use them have no in-place "
+        "form), *saves* where some could and do not; the last column is what running them in "
+        "place saves against the same model with all of them out of place. An activation in "
+        "place saves its output only while it and its input would both be alive, so at the "
+        "step's peak it often saves little or nothing.\n\n"
         + table_md(save_view, counts, "memory-savings-table", exports)
-        + "## Predicted vs measured\n\n" + meas
+        + "## Predicted vs measured\n\n" + comparison_section(comparison, counts, exports)
     )
+
+
+def cards_table(counts: pd.DataFrame, exports: dict | None = None) -> str:
+    """The GPUs the will-it-fit tables answer for: memory, capacity, and the source of each."""
+    from zoo.catalogue import cards
+
+    def link(url):
+        return f"[source]({url})" if url.startswith("http") else url
+
+    view = pd.DataFrame([{
+        "card": c.name, "nvidia-smi (MiB)": f"{c.memory_mib:,}",
+        "CUDA total (MiB)": f"{c.cuda_total // 2**20:,}" + ("" if c.cuda_total_mib else " *"),
+        "allocator may reserve (MiB)": f"{c.capacity // 2**20:,}",
+        "compute capability": c.capability,
+        "cuBLAS workspace (MiB)": f"{c.cublas_workspace / 2**20:.2f}".rstrip("0").rstrip("."),
+        "memory": link(c.memory_source), "CUDA total": link(c.cuda_total_source),
+        "capability": link(c.capability_source)} for c in cards.CARDS])
+    return (table_md(view, counts, "gpu-cards", exports)
+            + f"\\* no source gives this card's CUDA total: nvidia-smi's less "
+            f"{cards.DRIVER_RESERVED_MIB} MiB that current drivers keep (250-763 MiB on the cards "
+            f"with a source). The allocator may reserve the CUDA total less {cards.CONTEXT_MIB} MiB "
+            f"for the CUDA context ({cards.CONTEXT_SOURCE}). Cards in the will-it-fit tables: "
+            + ", ".join(c.name for c in cards.FIT_CARDS) + ".\n\n")
+
+
+def comparison_section(comparison: pd.DataFrame | None, counts: pd.DataFrame,
+                       exports: dict | None = None) -> str:
+    """Each GPU measurement beside its prediction (data/memory-comparison.csv), or what to run."""
+    if comparison is None or comparison.empty:
+        return ("No GPU has measured these predictions yet: `scripts/gpu-check` on a CUDA machine "
+                "writes `data/memory-measured.csv` (it needs only torch, torchvision, timm and "
+                "numpy), then `scripts/gpu-compare` on any machine puts each measured row beside "
+                "its prediction here. Until then, the will-it-fit answers rest on the assumptions "
+                "listed in [Methods](methods.md#the-caching-allocator-replayed).\n\n")
+    peaks = comparison[comparison["what"] == "peak"]
+    fits = comparison[comparison["what"] != "peak"]
+
+    def pct(x):
+        return "" if pd.isna(x) else f"{100 * x:+.1f}%"
+
+    text = ""
+    for what in ("allocated", "reserved"):
+        err = peaks[f"{what}_error"].abs()
+        if len(err):
+            text += (f"- {what}: median |error| {100 * err.median():.1f}%, worst "
+                     f"{100 * err.max():.1f}% over {len(err)} configurations\n")
+    view = pd.DataFrame({
+        "model": peaks["arch"] + "." + peaks["weights"], "mode": peaks["mode"],
+        "precision": peaks["precision"], "batch": peaks["batch"].astype(str),
+        "allocated, measured (MiB)": (peaks["measured_allocated_bytes"] / 2**20).map("{:.0f}".format),
+        "predicted": (peaks["predicted_allocated_bytes"] / 2**20).map("{:.0f}".format),
+        "error": peaks["allocated_error"].map(pct),
+        "reserved, measured (MiB)": (peaks["measured_reserved_bytes"] / 2**20).map("{:.0f}".format),
+        "predicted ": (peaks["predicted_reserved_bytes"] / 2**20).map("{:.0f}".format),
+        "error ": peaks["reserved_error"].map(pct)})
+    out = (f"Measured on {', '.join(sorted(comparison['device'].unique()))}; predicted with "
+           f"{comparison['predicted_with'].iloc[0]}.\n\n" + text + "\n"
+           + table_md(view, counts, "memory-measured-table", exports))
+    if not fits.empty:
+        fit_view = pd.DataFrame({
+            "model": fits["arch"] + "." + fits["weights"],
+            "configuration": fits["mode"] + ", " + fits["precision"] + ", " + fits["optimizer"].fillna(""),
+            "largest batch, measured": fits["batch"].astype(str),
+            "predicted": fits["predicted_batch"].map(lambda x: "" if pd.isna(x) else str(int(x))),
+            "error": fits["batch_error"].map(pct)})
+        out += ("The largest batch that ran (bisection on real out-of-memory errors) against the "
+                "replay's, within the capacity the card had:\n\n"
+                + table_md(fit_view, counts, "memory-largest-batch-table", exports))
+    return out
 
 
 def latency_section(latency: pd.DataFrame | None, counts: pd.DataFrame) -> str:

@@ -28,17 +28,17 @@ COLUMNS = [
     ("top1", "top-1 (%)"), ("top5", "top-5 (%)"), ("acc_source", "accuracy source"),
     ("license", "licence"), ("license_source", "licence source"), ("paper", "paper"),
     ("load", "load it"), ("page", "page"),
-    ("train_bf16_adamw_24gb", "largest training batch, 24 GB (AMP bf16, AdamW)"),
-    ("train_bf16_adamw_80gb", "largest training batch, 80 GB (AMP bf16, AdamW)"),
-    ("infer_fp32_24gb", "largest inference batch, 24 GB (fp32)"),
-    ("infer_fp32_80gb", "largest inference batch, 80 GB (fp32)"),
+    ("train_amp_bf16_adamw_rtx_4090", "largest training batch, RTX 4090 (AMP bf16, AdamW)"),
+    ("train_amp_bf16_adamw_h100", "largest training batch, H100 (AMP bf16, AdamW)"),
+    ("infer_fp32_rtx_4090", "largest inference batch, RTX 4090 (fp32)"),
+    ("infer_fp32_h100", "largest inference batch, H100 (fp32)"),
     ("cpu_ms_b1", "CPU latency, batch 1 (ms)"),
 ]
 # memory-fit.csv's configurations behind the memory columns: (mode, precision, optimizer, card)
-MEMORY = {"train_bf16_adamw_24gb": ("training", "bf16", "adamw", "24gb"),
-          "train_bf16_adamw_80gb": ("training", "bf16", "adamw", "80gb"),
-          "infer_fp32_24gb": ("inference", "fp32", "", "24gb"),
-          "infer_fp32_80gb": ("inference", "fp32", "", "80gb")}
+MEMORY = {"train_amp_bf16_adamw_rtx_4090": ("training", "amp-bf16", "adamw", "rtx_4090"),
+          "train_amp_bf16_adamw_h100": ("training", "amp-bf16", "adamw", "h100"),
+          "infer_fp32_rtx_4090": ("inference", "fp32", "", "rtx_4090"),
+          "infer_fp32_h100": ("inference", "fp32", "", "h100")}
 
 
 def load_snippet(row) -> str:
@@ -73,6 +73,9 @@ def models_table(counts: pd.DataFrame, fits: pd.DataFrame, latency: pd.DataFrame
             continue
         pick = fits[(fits["mode"] == mode) & (fits["precision"] == precision)
                     & (fits["optimizer"].fillna("") == optimizer)]
+        if f"max_batch_{card}" not in pick.columns:  # data of an older zoo
+            df[col] = None
+            continue
         batch = {tuple(k): v for k, v in zip(pick[KEY].itertuples(index=False, name=None),
                                              pick[f"max_batch_{card}"])}
         df[col] = pd.Series([_cell(batch.get(k)) for k in keys], index=df.index, dtype=object)

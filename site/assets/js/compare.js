@@ -8,8 +8,8 @@
   // per figure, which way is better (marked in bold when two or more models have it)
   var LOWER = ["params_m", "gmacs", "gmacs_thop", "gmacs_fvcore", "gmacs_torch", "gflops_train",
                "cpu_ms_b1"];
-  var HIGHER = ["top1", "top5", "train_bf16_adamw_24gb", "train_bf16_adamw_80gb",
-                "infer_fp32_24gb", "infer_fp32_80gb"];
+  var HIGHER = ["top1", "top5", "train_amp_bf16_adamw_rtx_4090", "train_amp_bf16_adamw_h100",
+                "infer_fp32_rtx_4090", "infer_fp32_h100"];
   var BATCH = /^(train|infer)_/;
   var SHOWN = 30;  // search results listed at once
 
