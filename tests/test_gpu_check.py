@@ -95,3 +95,21 @@ def test_the_comparing_half_without_a_measurement_says_so(tmp_path):
                            str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "run scripts/gpu-check on a CUDA machine first" in proc.stderr
+
+
+def test_every_card_has_a_source_for_each_figure():
+    from zoo.catalogue import cards
+
+    assert len(cards.CARDS) >= 15 and len({c.slug for c in cards.CARDS}) == len(cards.CARDS)
+    for c in cards.CARDS:
+        assert c.memory_source and c.capability_source.startswith("https://"), c.name
+        assert bool(c.cuda_total_mib) == c.cuda_total_source.startswith("https://"), c.name
+        # what CUDA reports is what nvidia-smi shows less the driver's reserve (250-763 MiB in
+        # the sources)
+        assert 0 < c.memory_mib - c.cuda_total // 2**20 <= 800, c.name
+        assert c.capability in {"7.0", "7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"}
+    # the figures: an 80 GB H100 shows 81,559 MiB, an H200 143,771 MiB
+    assert cards.find("H100").memory_mib == 81559 and cards.find("H200").memory_mib == 143771
+    # torch's default cuBLAS workspace: 32 MiB on Hopper only (torch 2.11)
+    assert cards.find("H100").cublas_workspace == 32 << 20
+    assert cards.find("A100 80GB").cublas_workspace == 4096 * 1024 * 2 + 16 * 1024 * 8
