@@ -466,33 +466,38 @@ class Prediction:
 
         if hi == 0:
             return 0
-        # The search follows the margin: the capacity left at the peak where a batch runs, the
-        # bytes the allocator lacked where it does not. Before a batch has run: a step down by
-        # that deficit over the bytes a sample adds (scaled by reserved over allocated at the
-        # failure); then the secant between the two sides (regula falsi), halving a side's
-        # margin when it is kept twice (Illinois), which ends on the boundary in a few replays.
+        # Where a batch runs, the margin (capacity - reserved peak) shrinks smoothly with the
+        # batch; where it fails, the bytes the allocator lacked tell only how far the one
+        # request it failed on was from fitting. So: steps down from hi by that deficit over
+        # the bytes a sample adds (doubling while failures follow each other), and once batches
+        # have run, the line through the last two margins (one margin: the per-sample bytes)
+        # extrapolated to zero, or the middle of the bracket where the line passes a batch that
+        # failed; this ends on the boundary in a few replays.
         per_sample = max(1.0, (self.at(hi)[0] - self.at(max(hi // 2, 1))[0]) / max(hi - hi // 2, 1))
-        lo, fail, b = 0, hi + 1, hi
-        m_lo = m_fail = None
-        kept = 0  # +n: lo kept n times in a row, -n: fail kept
+        lo, fail, b, failures = 0, hi + 1, hi, 0
+        ran: list[tuple[int, int]] = []  # (batch, margin) of the batches that ran
         while fail - lo > 1:
             try:
                 r = self.replay(b, capacity, workspace)
             except allocator.OutOfMemory as oom:
-                fail, m_fail = b, -max(oom.deficit, 1)
-                kept = kept + 1 if kept > 0 else 1
-                if kept > 1 and m_lo is not None:
-                    m_lo /= 2
-                if m_lo is None:
+                fail, failures = b, failures + 1
+                if not ran:
                     scale = oom.reserved / oom.allocated if oom.allocated else 1.0
-                    b = fail - max(1, math.ceil(oom.deficit / (per_sample * scale)))
+                    step = math.ceil(oom.deficit / (per_sample * scale))
+                    b = fail - max(1, step) * 2 ** (failures - 1)
+                else:
+                    b = (lo + fail) // 2
             else:
-                lo, m_lo = b, max(capacity - r.max_reserved, 1)
-                kept = kept - 1 if kept < 0 else -1
-                if kept < -1 and m_fail is not None:
-                    m_fail /= 2
-            if m_lo is not None and m_fail is not None:
-                b = lo + int((fail - lo) * m_lo / (m_lo - m_fail))
+                lo, failures = b, 0
+                ran.append((b, capacity - r.max_reserved))
+                if len(ran) >= 2 and ran[-1][0] != ran[-2][0]:
+                    (b1, m1), (b2, m2) = ran[-2], ran[-1]
+                    slope = (m1 - m2) / (b2 - b1)  # bytes a sample takes of the margin
+                else:
+                    slope = per_sample
+                b = lo + int(ran[-1][1] / slope) if slope > 0 else lo + 1
+                if b >= fail:  # the line overshoots (cached segments released on the way)
+                    b = (lo + fail) // 2
             if not lo < b < fail:
                 b = lo + 1 if b <= lo else fail - 1
         return lo
