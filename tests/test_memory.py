@@ -51,8 +51,9 @@ def test_mlp_forward_backward_by_hand():
 @pytest.mark.parametrize("optimizer, state, step_temporaries", [
     ("sgd", 0, 0),
     ("momentum", 2 * P, 0),                     # one momentum buffer per weight
-    ("adamw", 4 * P + 2 * SCALAR, 2 * P),       # two moments per weight + step counts;
-])                                              # foreach Adam makes one sqrt(v) per weight
+    ("adamw", 4 * P, 2 * P),                    # two moments per weight (the step counts stay
+])                                              # on the host); foreach Adam makes one sqrt(v)
+                                                # per weight
 def test_mlp_training_step_by_hand(optimizer, state, step_temporaries):
     step = memory.simulate_step(mlp, optimizer)
     assert column(step, "optimizer")[-1] == state
@@ -143,8 +144,9 @@ def test_optimizer_state_is_0_1_2_times_parameters(r18):
     _, preds, steps = r18
     weights = preds["fp32"].at(1)[1]["parameters"]
     state = {o: steps[o][-1, memory.CATEGORIES.index("optimizer")] for o in memory.OPTIMIZERS}
-    n_params = 62  # resnet18's parameter tensors: Adam keeps one step count (a 512-byte block) each
-    assert state == {"sgd": 0, "momentum": weights, "adamw": 2 * weights + n_params * 512}
+    # Adam's step counts stay on the host (torch.optim.adam hosts ``step`` on the CPU unless
+    # capturable or fused): exactly the source document's 0x, 1x and 2x the weights
+    assert state == {"sgd": 0, "momentum": weights, "adamw": 2 * weights}
 
 
 def test_activations_grow_linearly_with_batch(r18):

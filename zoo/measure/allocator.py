@@ -23,8 +23,8 @@ Not modelled: more than one stream (a step runs on one), ``expandable_segments:T
 default), CUDA graphs. Addresses are assigned in the order segments are made; on a GPU they are
 whatever the driver returns, which matters only to choose among free blocks of equal size.
 
-A trace is a list of ``(id, size)`` pairs: ``size >= 0`` allocates ``size`` bytes as block
-``id``; ``size < 0`` frees block ``id``. ``mark`` in ``replay`` names the position from which the
+A trace is a list of ``(id, size)`` pairs: ``size > 0`` allocates ``size`` bytes as block
+``id`` (0 bytes: no block, as ``allocate(0)``); ``size < 0`` frees block ``id``. ``mark`` in ``replay`` names the position from which the
 allocated peak is counted (where a measurement calls ``torch.cuda.reset_peak_memory_stats``).
 """
 
@@ -99,7 +99,9 @@ def replay(trace, capacity: int | None = None, mark: int = 0) -> Replay:
     for n, (ident, size) in enumerate(trace):
         if n == mark:
             max_allocated, max_reserved = allocated, reserved
-        if size >= 0:  # ---- malloc
+        if size == 0:  # allocate(0) hands out no block
+            continue
+        if size > 0:  # ---- malloc
             size = MIN_BLOCK if size < MIN_BLOCK else MIN_BLOCK * ((size + MIN_BLOCK - 1) // MIN_BLOCK)
             small = size <= SMALL_SIZE
             pool = pools[small]

@@ -130,6 +130,15 @@ class MemoryTracker(TorchDispatchMode):
                 self.events.append((entry[2], -1))
             self.record()
 
+    def forget(self, tensor: torch.Tensor) -> None:
+        """Takes a tracked storage out, as if it had never been on the device (Adam's step
+        counts, which live on the host): its bytes leave the counts and its allocation the
+        events."""
+        entry = self.live.pop(id(tensor.untyped_storage()), None)
+        if entry is not None:
+            self.current[entry[1]] -= entry[0]
+            self.events = [e for e in self.events if e[0] != entry[2]]
+
     def serials(self, category: str) -> list[int]:
         """The serials of the storages of ``category`` alive now."""
         return [e[2] for e in self.live.values() if e[1] == category]
@@ -158,15 +167,16 @@ class MemoryTracker(TorchDispatchMode):
             out = fake_outputs(func, args, kwargs, self.fake_mode, self.outputs)
         else:
             out = func(*args, **kwargs)
+        for t in ((out,) if isinstance(out, torch.Tensor) else
+                  out if isinstance(out, (tuple, list)) else tree_flatten(out)[0]):
+            if isinstance(t, torch.Tensor):
+                self.track(t, "temporaries")
+        # the first matrix product of a thread gets its cuBLAS workspace, after its output
         if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
                 and self.phase not in self._phases_with_workspace:
             self._phases_with_workspace.add(self.phase)
             self.current["workspace"] += self.workspace
             self.workspace_ids.append(self._allocate(self.workspace))
-        for t in ((out,) if isinstance(out, torch.Tensor) else
-                  out if isinstance(out, (tuple, list)) else tree_flatten(out)[0]):
-            if isinstance(t, torch.Tensor):
-                self.track(t, "temporaries")
         self.record()
         return out
 
@@ -176,6 +186,18 @@ class MemoryTracker(TorchDispatchMode):
             self.track(t, "activations")
             return t
         return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+def model_tensors(model: nn.Module):
+    """(tensor, "parameters" or "buffers") in the order ``Module.to_empty`` and ``.cuda()``
+    allocate them on the device: each module's children first, then its own parameters, then
+    its own buffers."""
+    for child in model.children():
+        yield from model_tensors(child)
+    for _, p in model.named_parameters(recurse=False):
+        yield p, "parameters"
+    for _, b in model.named_buffers(recurse=False):
+        yield b, "buffers"
 
 
 _RANKS = {c: i for i, c in enumerate(["temporaries", "activations", "workspace", "optimizer",
@@ -253,10 +275,8 @@ class Simulator:
 
     def _tracker(self, workspace: int) -> MemoryTracker:
         tracker = MemoryTracker(workspace, self.mode, _OUTPUTS, self.shortcuts)
-        for p in self.model.parameters():
-            tracker.track(p, "parameters")
-        for b in self.model.buffers():
-            tracker.track(b, "buffers")
+        for t, category in model_tensors(self.model):
+            tracker.track(t, category)
         return tracker
 
     def _clean(self) -> None:
@@ -345,8 +365,11 @@ class Simulator:
                 tracker.run_start = len(tracker.events)
                 opt.step()
                 for state in opt.state.values():
-                    for v in state.values():
-                        tracker.track(v, "optimizer")
+                    for k, v in state.items():
+                        if k == "step":  # a host tensor without capturable or fused
+                            tracker.forget(v)
+                        else:
+                            tracker.track(v, "optimizer")
                 tracker.second_step = len(tracker.events)
                 tracker.timeline.clear()
                 tracker.record()
@@ -428,8 +451,8 @@ class Prediction:
                 raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
             sizes = s1
         else:
-            sizes = np.where(s1 < 0, -1, np.rint(
-                s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1))).astype(np.int64)
+            sizes = np.where(s1 < 0, -1, np.maximum(0, np.rint(
+                s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1)))).astype(np.int64)
         k = self.run_start
         head_ids, head = ids[:k].tolist(), sizes[:k].tolist()
         run_ids, run = ids[k:].tolist(), sizes[k:].tolist()
