@@ -239,6 +239,9 @@ def test_memory_stage_writes_rows_and_records_failures(tmp_path):
     by_size = sorted(cards.FIT_CARDS, key=lambda c: c.capacity)
     sizes = [f"max_batch_{c.slug}" for c in by_size]
     assert (fits[sizes].diff(axis=1).fillna(0) >= 0).all().all()  # a bigger card fits more
+    searched = fits["optimizer"].fillna("").isin(memory_stage.FIT_OPTIMIZERS)
+    assert fits.loc[searched, sizes].notna().all().all()
+    assert fits.loc[~searched, sizes].isna().all().all()  # SGD's: zoo memory --optimizer sgd
     # the allocator's replay: max_memory_reserved holds max_memory_allocated, which holds the
     # tensors' blocks at the peak (a block not split is counted whole)
     assert (rows["reserved_bytes"] >= rows["allocated_bytes"]).all()

@@ -25,6 +25,10 @@ from zoo.stages.run import error_line, traceback_text
 from zoo.store.schema import MAX_BATCH, TABLES, largest_batch_text
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+# the largest batch per card is searched for inference and for training with AdamW (what the
+# will-it-fit tables show; each search replays the step several times); SGD's and momentum's:
+# zoo memory MODEL --optimizer sgd --gpu CARD
+FIT_OPTIMIZERS = ("", "adamw")
 SAVINGS_BATCH = 32
 
 
@@ -171,7 +175,7 @@ def memory_model(entry: Entry) -> dict:
         parts = pred.parts(SAVINGS_BATCH)
         if "fits" not in same:
             same["fits"] = {f"max_batch_{card.slug}": largest_batch(pred, card, problems)
-                            for card in cards.FIT_CARDS}
+                            if optimizer in FIT_OPTIMIZERS else None for card in cards.FIT_CARDS}
         fits.append({**key, "mode": mode, "precision": precision, "optimizer": optimizer,
                      "model_bytes": model_part, "per_sample_bytes": per_sample,
                      "worst_residual": worst,

@@ -115,7 +115,7 @@ TABLES = {t.name: t for t in [
                           "gradient_bytes": BYTES, "optimizer_bytes": BYTES,
                           "activation_bytes_per_sample": BYTES},
        ["mode", "precision", "optimizer"],
-       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_[a-z0-9_]+": Col("int", min=0)}),
+       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_[a-z0-9_]+": Col("int", True, min=0)}),
     _t("memory-savings.csv", {"batch": Col("int", min=1), "peak_fp32_adamw_bytes": BYTES,
                               **{f"saved_by_{c}_bytes": BYTES0 for c in (
                                   "amp_bf16", "sgd", "accumulation_4x", "inplace",
