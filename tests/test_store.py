@@ -210,3 +210,21 @@ def test_figures_are_stored_at_what_they_mean():
     text = tables.conform(pd.DataFrame([row]), fit).to_csv(index=False)
     assert text.splitlines()[1] == ("timm,a,w,224,training,fp32,sgd,384734172,4831033,0.006471,"
                                     "1,0,0,0,0,7,3")
+
+
+def test_memory_tables_of_an_older_zoo_read_with_amp_labelled(tmp_path):
+    """Before the allocator's replay, ``fp16``/``bf16`` meant AMP and ``max_batch_<N>gb`` a fixed
+    headroom on N GiB: such a file reads with ``amp-fp16``/``amp-bf16`` and without those
+    columns; a file of this zoo reads as written."""
+    head = ("library,arch,weights,img_size,mode,precision,optimizer,model_bytes,per_sample_bytes,"
+            "worst_residual,parameter_bytes,buffer_bytes,gradient_bytes,optimizer_bytes,"
+            "activation_bytes_per_sample,temporaries_max_bytes_b32,{}\n")
+    row = "timm,a,w,224,training,{},adamw,10,2,0.01,1,0,1,2,1,3,{}\n"
+    (tmp_path / "memory-fit.csv").write_text(head.format("max_batch_24gb") + row.format("bf16", 7)
+                                             + row.format("fp32", 5))
+    old = tables.read(tmp_path, "memory-fit.csv")
+    assert sorted(old["precision"]) == ["amp-bf16", "fp32"]
+    assert "max_batch_24gb" not in old.columns
+    (tmp_path / "memory-fit.csv").write_text(head.format("max_batch_h100") + row.format("fp16", 7))
+    new = tables.read(tmp_path, "memory-fit.csv")
+    assert new["precision"].tolist() == ["fp16"] and new["max_batch_h100"].tolist() == [7]

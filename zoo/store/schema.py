@@ -65,6 +65,8 @@ class Table:
     # nullable columns added after files were written without them: such a file reads them as
     # empty, and its next write adds them
     added: tuple[str, ...] = ()
+    # how a file written by an older zoo is read: a function of its text cells (see _amp_labels)
+    legacy: object = None
 
     @property
     def file(self) -> str:
@@ -80,9 +82,27 @@ class Table:
         return hit if hit or self.strict else S0
 
 
-def _t(name, columns, extra_key=(), patterns=None, unique=True, compressed=False, added=()):
+def _t(name, columns, extra_key=(), patterns=None, unique=True, compressed=False, added=(),
+       legacy=None):
     return Table(name, {**_KEY_COLS, **columns}, KEY + list(extra_key), patterns or {}, unique,
-                 compressed=compressed, added=tuple(added))
+                 compressed=compressed, added=tuple(added), legacy=legacy)
+
+
+def _amp_labels(marker: str):
+    """Memory tables written before the caching allocator's replay (a file without ``marker``):
+    their precisions ``fp16`` and ``bf16`` were AMP (fp32 weights under autocast), now
+    ``amp-fp16`` and ``amp-bf16``; their ``max_batch_<N>gb`` columns (a fixed 5% headroom on N
+    GiB, not the replay on a real card) are left out. Their other figures stand as that zoo
+    computed them until the stage is run again."""
+    def upgrade(df):
+        import re
+
+        if marker in df.columns or "precision" not in df.columns:
+            return df
+        df = df.drop(columns=[c for c in df.columns if re.fullmatch(r"max_batch_\d+gb", c)])
+        df["precision"] = df["precision"].replace({"fp16": "amp-fp16", "bf16": "amp-bf16"})
+        return df
+    return upgrade
 
 
 TABLES = {t.name: t for t in [
@@ -108,14 +128,15 @@ TABLES = {t.name: t for t in [
                           "parameters", "buffers", "gradients", "optimizer", "activations",
                           "temporaries", "workspace")}},
        ["mode", "precision", "optimizer", "batch"], compressed=True,
-       added=("allocated_bytes", "reserved_bytes")),
+       added=("allocated_bytes", "reserved_bytes"), legacy=_amp_labels("allocated_bytes")),
     _t("memory-fit.csv", {**MEMORY_CONFIG, "model_bytes": Col("int"), "per_sample_bytes": BYTES,
                           "worst_residual": Col("float", digits=RATIO_DIGITS, min=0),
                           "parameter_bytes": BYTES, "buffer_bytes": BYTES,
                           "gradient_bytes": BYTES, "optimizer_bytes": BYTES,
                           "activation_bytes_per_sample": BYTES},
        ["mode", "precision", "optimizer"],
-       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_[a-z0-9_]+": Col("int", True, min=0)}),
+       {r"temporaries_max_bytes_b\d+": BYTES, r"max_batch_[a-z0-9_]+": Col("int", True, min=0)},
+       legacy=_amp_labels("max_batch_h100")),
     _t("memory-savings.csv", {"batch": Col("int", min=1), "peak_fp32_adamw_bytes": BYTES,
                               **{f"saved_by_{c}_bytes": BYTES0 for c in (
                                   "amp_bf16", "sgd", "accumulation_4x", "inplace",

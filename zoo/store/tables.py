@@ -164,6 +164,8 @@ def parse(raw: bytes, table: Table, where: str) -> pd.DataFrame:
         if len(row) != len(header):
             raise DataError(f"{where}: line {line}: {len(row)} fields, the header has {len(header)}")
     df = pd.DataFrame(rows, columns=header, dtype=object, index=lines[1:]).replace("", None)
+    if table.legacy is not None:
+        df = table.legacy(df)
     for col in table.added:
         if col not in df.columns:  # a file from before the column: empty, in the schema's order
             df.insert(list(table.columns).index(col), col, None)
