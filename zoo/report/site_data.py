@@ -92,7 +92,9 @@ def models_table(counts: pd.DataFrame, fits: pd.DataFrame, latency: pd.DataFrame
 
 
 def _cell(x):
-    """A JSON value: numpy scalars as Python numbers, missing values (None, NaN) as null."""
+    """A JSON value: numpy scalars as Python numbers, missing values (None, NaN, NA) as null."""
+    if x is pd.NA:  # a nullable integer column's missing value
+        return None
     if hasattr(x, "item"):
         x = x.item()
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

@@ -238,7 +238,8 @@ def print_model(entry: Entry, out=sys.stdout) -> None:
         print(f"{f['mode']:<10}{f['precision']:<10}{f['optimizer'] or '-':<10}"
               f"{f['model_bytes'] / 2**20:>10,.1f} MiB{f['per_sample_bytes'] / 2**20:>10,.2f} MiB"
               f"{peak32 / 2**20:>10,.1f} MiB"
-              + "".join(f"{largest_batch_text(f[f'max_batch_{c.slug}']):>11}" for c in shown),
+              + "".join(f"{largest_batch_text(f[f'max_batch_{c.slug}']) or '-':>11}"
+                        for c in shown),
               file=out)
     for p in result["memory-failures.csv"]:
         print(f"note: {p['stage']}: {p['error']}", file=out)

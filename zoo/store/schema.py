@@ -19,8 +19,14 @@ RATIO_DIGITS = 4  # significant digits of ratios that come out of a least-square
 MAX_BATCH = 1 << 16  # the search for the largest batch that fits stops here (max_batch_*gb)
 
 
-def largest_batch_text(batch: int) -> str:
-    """A largest batch as a reader should take it: the search's upper bound is a lower bound."""
+def largest_batch_text(batch) -> str:
+    """A largest batch as a reader should take it: the search's upper bound is a lower bound;
+    '' where none was searched for (a missing value: None, NaN or NA)."""
+    import pandas as pd
+
+    if batch is None or pd.isna(batch):
+        return ""
+    batch = int(batch)
     return f">={batch}" if batch >= MAX_BATCH else str(batch)
 
 
