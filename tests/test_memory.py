@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.catalogue.build import build
 from zoo.catalogue import cards
+from zoo.catalogue.build import build
 from zoo.catalogue.entries import Entry
 from zoo.measure import memory
 from zoo.store import tables

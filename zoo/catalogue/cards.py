@@ -92,7 +92,7 @@ BY_SLUG = {c.slug: c for c in CARDS}
 FIT_CARDS = [BY_SLUG[s] for s in ("rtx_3060_12gb", "t4", "rtx_4090", "rtx_5090", "a100_40gb",
                                   "h100", "h200", "b200")]
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(gb|gib|mib|mb)\s*", re.I)
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(gb|gib|mib|mb)\s*", re.IGNORECASE)
 _UNIT = {"gb": 10**9, "gib": 2**30, "mb": 10**6, "mib": 2**20}
 
 
