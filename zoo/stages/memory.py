@@ -101,9 +101,6 @@ def _saved(peak: int, predict_variant, base: memory.Prediction) -> int | None:
                                       step_events=base.step_events).at(SAVINGS_BATCH)[0]
 
 
-INPLACE_CASES = ("saves", "already in place", "not possible")
-
-
 def _inplace_savings(sim: memory.Simulator, shape, base: memory.Prediction, peak: int) -> dict:
     """What in-place activations do for this model, in three columns:
 
@@ -126,8 +123,8 @@ def _inplace_savings(sim: memory.Simulator, shape, base: memory.Prediction, peak
                 sim, shape, "training", "fp32", batches=(SAVINGS_BATCH,)), base)
 
     saved = variant(could, True) if could else 0  # all in place: peak - saved
-    worse = -variant(does, False) if does else 0  # all out of place: peak + worse
-    both = None if saved is None or worse is None else saved + worse
+    lost = variant(does, False) if does else 0  # all out of place: peak - lost (lost <= 0)
+    both = None if saved is None or lost is None else saved - lost
     return {"inplace_case": "saves" if could else "already in place",
             "saved_by_inplace_bytes": saved, "inplace_vs_out_of_place_bytes": both}
 
