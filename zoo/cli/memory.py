@@ -52,6 +52,7 @@ def _mib(n: float) -> str:
 
 def main(args) -> int:
     from zoo.catalogue.build import build, input_shape
+    from zoo.stages import memory as memory_stage
 
     batch = parse_batch(args.batch)
     if args.optimizer not in memory.OPTIMIZERS:
@@ -75,18 +76,19 @@ def main(args) -> int:
         raise UsageError(f"{name}: the model rejects input {'x'.join(map(str, shape))}: "
                          f"{error_line(exc)}") from None
     peak, parts = pred.at(batch)
-    replay = pred.replay(batch, workspace=card.cublas_workspace)
+    replay = pred.replay(batch, workspace=card.cublas_workspace) if pred.events1 is not None else None
     model_part, per_sample, worst = pred.law()
-    fits = pred.largest_batch_replayed(card.capacity, MAX_BATCH, card.cublas_workspace)
+    fits = memory_stage.largest_batch(pred, card, [])  # by allocated bytes where no trace
     what = f"{args.mode}, {precision}" + (f", {optimizer}" if optimizer else "")
     print(f"{name}  input {batch}x{'x'.join(map(str, shape))}  ({what})")
     print(f"{'category':<14}{'memory':>18}")
     for c in memory.CATEGORIES:
         print(f"{c:<14}{_mib(parts[c]):>18}")
     print(f"{'peak':<14}{_mib(peak):>18}   (the tensors' blocks at the peak)")
-    print(f"{'allocated':<14}{_mib(replay.max_allocated):>18}   "
-          "(torch.cuda.max_memory_allocated, by the caching allocator's replay)")
-    print(f"{'reserved':<14}{_mib(replay.max_reserved):>18}   (torch.cuda.max_memory_reserved)")
+    if replay is not None:  # no trace where the two simulated batch sizes ran different ops
+        print(f"{'allocated':<14}{_mib(replay.max_allocated):>18}   "
+              "(torch.cuda.max_memory_allocated, by the caching allocator's replay)")
+        print(f"{'reserved':<14}{_mib(replay.max_reserved):>18}   (torch.cuda.max_memory_reserved)")
     print(f"law: {_mib(model_part)} + batch x {_mib(per_sample)} (worst residual "
           f"{100 * worst:.1f}% over batch 1-256)")
     cap = " (the search stops there)" if fits >= MAX_BATCH else ""
