@@ -584,6 +584,19 @@ class Prediction:
         return lo
 
 
+def frees_in_serial_order(events: list) -> np.ndarray:
+    """``events`` ((serial, bytes) pairs; bytes -1 for a free) as an array, each run of frees
+    with nothing allocated between them in serial order. Storages freed together (a graph's saved
+    tensors, when the graph goes) go in an order that two runs of the same step need not share;
+    the caching allocator ends such a run in the same state whatever its order (a freed block
+    merges with its free neighbours either way, and no peak moves while memory is freed)."""
+    e = np.array(events, dtype=np.int64).reshape(-1, 2)
+    free = e[:, 1] < 0
+    if free.any():
+        e = e[np.lexsort((e[:, 0], free, np.cumsum(~free)))]
+    return e
+
+
 def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
             optimizer: str | None = None, batches=SIM_BATCHES, step: MemoryTracker | None = None,
             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
@@ -602,8 +615,7 @@ def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
     if len(t1.timeline) != len(t2.timeline):
         raise RuntimeError(f"the step ran different ops at batch {b1} and {b2}: "
                            "memory cannot be interpolated")
-    e1 = np.array(t1.events, dtype=np.int64).reshape(-1, 2)
-    e2 = np.array(t2.events, dtype=np.int64).reshape(-1, 2)
+    e1, e2 = frees_in_serial_order(t1.events), frees_in_serial_order(t2.events)
     same = (e1.shape == e2.shape and t1.run_start == t2.run_start
             and np.array_equal(e1[:, 0], e2[:, 0]) and np.array_equal(e1[:, 1] < 0, e2[:, 1] < 0))
     pred = Prediction(mode, precision, optimizer, b1, b2, np.array(t1.timeline, dtype=float),

@@ -160,7 +160,7 @@ def memory_model(entry: Entry) -> dict:
     rows, fits = [], []
     replayed: dict = {}  # fp16 and bf16 rows share one prediction, and its replays
     for (mode, precision, optimizer), pred in preds.items():
-        same = replayed.setdefault((id(pred.events1), optimizer), {})
+        same = replayed.setdefault((id(pred.m1), optimizer), {})
         for b in BATCHES:
             peak, parts = pred.at(b)
             if b not in same:
