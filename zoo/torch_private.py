@@ -328,10 +328,12 @@ _CHECKED: dict = {}
 
 
 def _layout_key(t):
+    """A tensor argument's part of a call's kind: dtype, rank, contiguity, the order of its
+    strides (its memory format, at any rank), its unit dimensions, whether it starts its storage."""
     if not isinstance(t, FakeTensor) or t.constant is not None:
         return None
-    return (t.dtype, t.dim(), t.is_contiguous(),
-            t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last),
+    stride = t.stride()
+    return (t.dtype, t.is_contiguous(), tuple(sorted(range(len(stride)), key=lambda i: -stride[i])),
             tuple(n == 1 for n in t.shape), t.storage_offset() == 0)
 
 
