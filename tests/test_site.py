@@ -225,3 +225,22 @@ def test_every_table_download_is_a_link_to_a_file(built):
                 target = (page.parent / href).resolve()
                 assert target.is_file() or (target / "index.html").is_file(), f"{page}: {href}"
     assert stamps >= 8  # counters (2), memory (5), latency (3), ...
+
+
+def test_memory_breakdown_stacks_the_parts_of_the_peak_and_ticks_the_reserved():
+    """The breakdown's bars sum to each model's peak (the allocator's figures are not parts of
+    it: they are drawn as a tick), on the committed data."""
+    from zoo.report import charts
+    from zoo.store import tables
+    from zoo.store.schema import MEMORY_PARTS
+
+    memory = tables.read(Path("data"), "memory.csv")
+    memory = memory[memory["arch"].isin(["resnet50", "vit_b_16", "efficientnet_b0"])
+                    & (memory["library"] == "torchvision")]  # one image size each
+    spec = charts.memory_breakdown(memory, tables.read(Path("data"), "counts.csv")).to_dict()
+    data = spec["datasets"]
+    bars, ticks = (pd.DataFrame(data[layer["data"]["name"]]) for layer in spec["layer"])
+    assert set(bars["category"]) == set(MEMORY_PARTS)
+    summed = bars.groupby("model")["bytes"].sum()
+    assert (summed == bars.groupby("model")["peak_bytes"].first()).all() and len(summed) >= 3
+    assert (ticks.set_index("model")["reserved_bytes"] >= summed.loc[ticks["model"]]).all()

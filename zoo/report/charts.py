@@ -21,6 +21,7 @@ from zoo.report.labels import (
     text_width,
 )
 from zoo.report.timing import setup_name
+from zoo.store.schema import MEMORY_PARTS
 
 TOOLTIP = [
     alt.Tooltip("model:N", title="model"), alt.Tooltip("library:N"),
@@ -456,23 +457,31 @@ def memory_vs_params(fits: pd.DataFrame, counts: pd.DataFrame, batch: int = 32) 
 
 
 def memory_breakdown(memory: pd.DataFrame, counts: pd.DataFrame, batch: int = 32) -> alt.Chart:
-    """Training memory at the peak, stacked by category, one bar per model."""
+    """Training memory at the peak, stacked by category, one bar per model, with a tick at what
+    the caching allocator reserves (``max_memory_reserved``, where replayed)."""
     df = memory[(memory["mode"] == "training") & (memory["precision"] == "fp32")
                 & (memory["optimizer"] == "adamw") & (memory["batch"] == batch)].copy()
     df["model"] = df["arch"] + "." + df["weights"]
-    cats = [c for c in df.columns if c.endswith("_bytes") and c != "peak_bytes"]
-    long = df.melt(id_vars=["model", "peak_bytes"], value_vars=cats, var_name="category",
-                   value_name="bytes")
+    long = df.melt(id_vars=["model", "peak_bytes"], value_vars=[f"{p}_bytes" for p in MEMORY_PARTS],
+                   var_name="category", value_name="bytes")
     long["category"] = long["category"].str.removesuffix("_bytes")
     long["gib"] = long["bytes"] / 2**30
-    return alt.Chart(long).mark_bar().encode(
-        y=alt.Y("model:N", sort=alt.EncodingSortField("peak_bytes", order="descending"), title=None,
-                axis=alt.Axis(labelFontSize=8)),
-        x=alt.X("gib:Q", title=f"GiB at the peak (training, fp32, AdamW, batch {batch})"),
-        color=alt.Color("category:N", title="category"),
-        tooltip=["model:N", "category:N", alt.Tooltip("gib:Q", format=".3f")],
-    ).properties(width=WIDTH - 200, height=alt.Step(9),
-                 title=_title("Where training memory goes, at the peak", counts))
+    order = df.sort_values("peak_bytes", ascending=False)["model"].drop_duplicates().tolist()
+    y = alt.Y("model:N", sort=order, title=None, axis=alt.Axis(labelFontSize=8))
+    bars = alt.Chart(long).mark_bar().encode(
+        y=y, x=alt.X("gib:Q", title=f"GiB at the peak (training, fp32, AdamW, batch {batch})"),
+        color=alt.Color("category:N", title="category", sort=list(MEMORY_PARTS)),
+        tooltip=["model:N", "category:N", alt.Tooltip("gib:Q", format=".3f")])
+    reserved = df[["model", "peak_bytes", "reserved_bytes"]].dropna()
+    reserved = reserved.assign(reserved_gib=reserved["reserved_bytes"] / 2**30)
+    ticks = alt.Chart(reserved).mark_tick(color="black", thickness=2, size=8).encode(
+        y=y, x="reserved_gib:Q",
+        tooltip=["model:N", alt.Tooltip("reserved_gib:Q", format=".3f",
+                                        title="reserved by the allocator (GiB)")])
+    return alt.layer(bars, ticks).properties(
+        width=WIDTH - 200, height=alt.Step(9),
+        title=_title("Where training memory goes, at the peak (tick: reserved by the caching "
+                     "allocator)", counts))
 
 
 def explorer(counts: pd.DataFrame) -> alt.Chart:

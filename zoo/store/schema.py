@@ -46,6 +46,9 @@ _KEY_COLS = {"library": S, "arch": S, "weights": S0, "img_size": Col("int", min=
 VERSIONS = {c: S0 for c in ("zoo_version", "torch_version", "torchvision_version", "timm_version",
                              "thop_version", "fvcore_version")}
 MEMORY_CONFIG = {"mode": S, "precision": S, "optimizer": S0}
+# memory.csv's breakdown of the peak: its ``<part>_bytes`` columns sum to ``peak_bytes``
+MEMORY_PARTS = ("parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
+                "workspace")
 MS0 = Col("float", True, digits=4, min=0)  # a time (ms) or rate, as a timer can tell it
 
 
@@ -125,14 +128,12 @@ TABLES = {t.name: t for t in [
                       "gmacs": Col("float", min=0)}, unique=False, compressed=True),
     _t("counter-notes.csv", {"counter": S, "status": S, "note": S0}, ["counter"]),
     _t("failures.csv", {"stage": S, "error": S, "traceback": S0}, ["stage"]),
-    # peak_bytes: the tensors' blocks at the peak, by category (the *_bytes columns sum to it);
+    # peak_bytes: the tensors' blocks at the peak, by category (MEMORY_PARTS' columns sum to it);
     # allocated_bytes, reserved_bytes: torch.cuda.max_memory_allocated and max_memory_reserved
     # by the caching allocator's replay (empty where no trace could be interpolated)
     _t("memory.csv", {**MEMORY_CONFIG, "batch": Col("int", min=1), "peak_bytes": BYTES,
                       "allocated_bytes": BYTES0, "reserved_bytes": BYTES0,
-                      **{f"{c}_bytes": BYTES for c in (
-                          "parameters", "buffers", "gradients", "optimizer", "activations",
-                          "temporaries", "workspace")}},
+                      **{f"{c}_bytes": BYTES for c in MEMORY_PARTS}},
        ["mode", "precision", "optimizer", "batch"], compressed=True,
        added=("allocated_bytes", "reserved_bytes"), legacy=_amp_labels("allocated_bytes")),
     _t("memory-fit.csv", {**MEMORY_CONFIG, "model_bytes": Col("int"), "per_sample_bytes": BYTES,
