@@ -472,7 +472,7 @@ def memory_breakdown(memory: pd.DataFrame, counts: pd.DataFrame, batch: int = 32
         y=y, x=alt.X("gib:Q", title=f"GiB at the peak (training, fp32, AdamW, batch {batch})"),
         color=alt.Color("category:N", title="category", sort=list(MEMORY_PARTS)),
         tooltip=["model:N", "category:N", alt.Tooltip("gib:Q", format=".3f")])
-    reserved = df[["model", "peak_bytes", "reserved_bytes"]].dropna()
+    reserved = df[["model", "reserved_bytes"]].dropna()
     reserved = reserved.assign(reserved_gib=reserved["reserved_bytes"] / 2**30)
     ticks = alt.Chart(reserved).mark_tick(color="black", thickness=2, size=8).encode(
         y=y, x="reserved_gib:Q",

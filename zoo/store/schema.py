@@ -12,6 +12,7 @@ least-squares ratio (``worst_residual``) to ``RATIO_DIGITS`` significant digits.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 KEY = ["library", "arch", "weights", "img_size"]
@@ -83,8 +84,6 @@ class Table:
         return self.name + (".gz" if self.compressed else "")
 
     def col(self, name: str) -> Col | None:
-        import re
-
         if name in self.columns:
             return self.columns[name]
         hit = next((c for p, c in self.patterns.items() if re.fullmatch(p, name)), None)
@@ -104,8 +103,6 @@ def _amp_labels(marker: str):
     GiB, not the replay on a real card) are left out. Their other figures stand as that zoo
     computed them until the stage is run again."""
     def upgrade(df):
-        import re
-
         if marker in df.columns or "precision" not in df.columns:
             return df
         df = df.drop(columns=[c for c in df.columns if re.fullmatch(r"max_batch_\d+gb", c)])
