@@ -183,3 +183,29 @@ def test_the_gpu_scripts_models_are_in_the_default_zoo(script):
     models = [m if isinstance(m, str) else f"{m[0]}:{m[1]}.{m[2]}" for m in models]
     found = select(models, zoo=default_zoo())
     assert len(found) == len(models) == len(set(models))
+
+
+def test_a_gpu_timing_run_replaces_only_its_own_card_and_precision(tmp_path):
+    """Two runs on one card, or runs on two cards, share data/latency-gpu.csv: a run's rows
+    replace those of the same model, card and precision, and no others."""
+    import csv
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.SourceFileLoader("gpu_latency", str(ROOT / "scripts" / "gpu-latency"))
+    spec = importlib.util.spec_from_loader("gpu_latency", loader)
+    script = importlib.util.module_from_spec(spec)
+    loader.exec_module(script)
+    key = {"library": "torchvision", "arch": "resnet18", "weights": "IMAGENET1K_V1", "img_size": 224}
+
+    def row(card, precision, ms):
+        return {**key, "device_name": card, "precision": precision, "infer_batch_size": 1,
+                "infer_step_time": ms, "status": "ok"}
+
+    out = tmp_path / "latency-gpu.csv"
+    script.write([row("H200", "fp32", 1.5), row("H200", "bf16", 2.5), row("H100", "fp32", 3.5)], out)
+    script.write([row("H200", "fp32", 9.5)], out)
+    with open(out, newline="") as f:
+        got = sorted((r["device_name"], r["precision"], r["infer_step_time"])
+                     for r in csv.DictReader(f))
+    assert got == [("H100", "fp32", "3.5"), ("H200", "bf16", "2.5"), ("H200", "fp32", "9.5")]
