@@ -113,3 +113,37 @@ def test_every_card_has_a_source_for_each_figure():
     # torch's default cuBLAS workspace: 32 MiB on Hopper only (torch 2.11)
     assert cards.find("H100").cublas_workspace == 32 << 20
     assert cards.find("A100 80GB").cublas_workspace == 4096 * 1024 * 2 + 16 * 1024 * 8
+
+
+def test_a_largest_batch_search_stopped_by_its_budget_is_a_bracket_on_the_page():
+    """A measured search that ran out of time is shown as what ran and what failed, and the
+    prediction is judged against both: between them right, at or past the failure too high."""
+    from zoo.report import pages
+
+    def fit(batch, predicted, as_, failed):
+        return {"library": "torchvision", "arch": f"m{batch}", "weights": "W", "img_size": 224,
+                "mode": "training", "precision": "amp-bf16", "optimizer": "adamw",
+                "what": "largest batch", "device": "NVIDIA H200", "batch": batch,
+                "predicted_batch": predicted, "batch_measured_as": as_, "batch_failed": failed,
+                "batch_error": predicted / batch - 1 if as_ == "exact" else None,
+                "predicted_with": "zoo",
+                **{f"{m}_{w}_bytes": None for m in ("measured", "predicted")
+                   for w in ("allocated", "reserved")},
+                "allocated_error": None, "reserved_error": None}
+    comparison = pd.DataFrame([fit(100, 110, "exact", 101), fit(2128, 2127, "at least", 2143),
+                               fit(2254, 2612, "at least", 2410), fit(27475, 48166, "at least", None),
+                               fit(1619, 1635, "at least", 1667),
+                               fit(3000, 2700, "at least", None)])
+    counts = pd.DataFrame([{c: "v" for c in ("zoo_version", "torch_version",
+                                                 "torchvision_version", "timm_version")}])
+    text = pages.comparison_section(comparison, counts)
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines()
+             if line.startswith("| m")}
+    assert "+10.0%" in lines["m100.W"]
+    assert "2128 ran, 2143 failed" in lines["m2128.W"]
+    assert "too low by 1 (0.047%)" in lines["m2128.W"]  # 1 / 2128
+    assert "1619 ran, 1667 failed" in lines["m1619.W"] and "| within" in lines["m1619.W"]
+    # 2612 against the 2409 that is the most that could run: 203 too many, 8.4%, by hand
+    assert "too high by at least 203 (8.4%)" in lines["m2254.W"]
+    assert "at least 27475" in lines["m27475.W"] and "not contradicted" in lines["m27475.W"]
+    assert "too low by 300 (10%)" in lines["m3000.W"]

@@ -675,14 +675,39 @@ def comparison_section(comparison: pd.DataFrame | None, counts: pd.DataFrame,
            f"{comparison['predicted_with'].iloc[0]}.\n\n" + text + "\n"
            + table_md(view, counts, "memory-measured-table", exports))
     if not fits.empty:
+        fits = fits.assign(**{c: fits.get(c) for c in ("batch_measured_as", "batch_failed")})
+        exact = fits["batch_measured_as"].fillna("exact") == "exact"
+
+        def measured(r):
+            if r.batch_measured_as != "at least":
+                return str(int(r.batch))
+            return (f"{int(r.batch)} ran, {int(r.batch_failed)} failed"
+                    if pd.notna(r.batch_failed) else f"at least {int(r.batch)}")
+
+        def verdict(r):  # the prediction against what ran and what failed
+            if pd.isna(r.predicted_batch):
+                return ""
+            def by(n, base):
+                return f"{int(n)} ({100 * n / base:.2g}%)"
+            if pd.notna(r.batch_failed) and r.predicted_batch >= r.batch_failed:
+                most = r.batch_failed - 1  # the most that could have run
+                return f"too high by at least {by(r.predicted_batch - most, most)}"
+            if r.predicted_batch < r.batch:
+                return f"too low by {by(r.batch - r.predicted_batch, r.batch)}"
+            return "within" if pd.notna(r.batch_failed) else "not contradicted"
+
         fit_view = pd.DataFrame({
             "model": fits["arch"] + "." + fits["weights"],
             "configuration": fits["mode"] + ", " + fits["precision"] + ", " + fits["optimizer"].fillna(""),
-            "largest batch, measured": fits["batch"].astype(str),
+            "largest batch, measured": [measured(r) for r in fits.itertuples()],
             "predicted": fits["predicted_batch"].map(lambda x: "" if pd.isna(x) else str(int(x))),
-            "error": fits["batch_error"].map(pct)})
-        out += ("The largest batch that ran (bisection on real out-of-memory errors) against the "
-                "replay's, within the capacity the card had:\n\n"
+            "error": fits["batch_error"].map(pct).where(exact, ""),
+            "prediction": [verdict(r) for r in fits.itertuples()]})
+        out += ("The largest batch that ran (a search on real out-of-memory errors) against the "
+                "replay's, within the capacity the card had. Where the search stopped at its time "
+                "budget, the measurement is the largest batch that ran and, if one did, the "
+                "smallest that failed: a prediction between them is right, one at or past the "
+                "failed batch too high (it would promise a batch that does not fit).\n\n"
                 + table_md(fit_view, counts, "memory-largest-batch-table", exports))
     return out
 

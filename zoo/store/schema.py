@@ -175,7 +175,8 @@ TABLES = {t.name: t for t in [
                                  "measured_reserved_bytes": BYTES0,
                                  "predicted_reserved_bytes": BYTES0, "reserved_error": F0,
                                  "predicted_batch": BYTES0, "batch_error": F0,
-                                 "capacity_bytes": BYTES0, "predicted_with": S},
+                                 "capacity_bytes": BYTES0, "predicted_with": S,
+                                 "batch_measured_as": S0, "batch_failed": BYTES0},
        ["device", "mode", "precision", "optimizer", "what"]),
 ]}
 
