@@ -406,3 +406,82 @@ def test_frees_go_in_serial_order_within_a_run_and_the_allocator_ends_the_same()
     assert canonical != trace  # the runs were out of order
     tail = [(100 + k, n) for k, n in enumerate([1_400_000, 600, 9_000_000, 2_100_000])]
     assert allocator.replay(trace + tail) == allocator.replay(canonical + tail)
+
+
+def test_cpu_autocast_casts_as_cuda_autocast_does_inside_the_lists():
+    """The emulated lists against CUDA's own autocast kernels: each call runs forward on fake CUDA
+    tensors under CUDA autocast (no GPU needed; the autograd engine is not involved) and on CPU
+    tensors under CPU autocast with ``cuda_autocast_lists``; the outputs' dtypes must agree, and
+    without the lists some of them must not (layer_norm and softmax stay bf16 on the CPU)."""
+    import torch.nn.functional as F
+
+    from zoo.torch_private import FakeTensorMode, cuda_autocast_lists
+
+    calls = {
+        "exp": lambda x, w: x.exp(), "log": lambda x, w: x.log(), "rsqrt": lambda x, w: x.rsqrt(),
+        "pow": lambda x, w: x ** 2, "reciprocal": lambda x, w: x.reciprocal(),
+        "softplus": lambda x, w: F.softplus(x), "gelu": lambda x, w: F.gelu(x),
+        "layer_norm": lambda x, w: F.layer_norm(x, (8,)),
+        "group_norm": lambda x, w: F.group_norm(x, 2),
+        "softmax": lambda x, w: x.softmax(-1), "log_softmax": lambda x, w: F.log_softmax(x, -1),
+        "softmax_dtype": lambda x, w: x.softmax(-1, dtype=torch.bfloat16),
+        "sum": lambda x, w: x.sum(), "sum_dim": lambda x, w: x.sum(1), "mean": lambda x, w: x.mean(1),
+        "cumsum": lambda x, w: x.cumsum(1), "logsumexp": lambda x, w: x.logsumexp(1),
+        "norm": lambda x, w: torch.linalg.vector_norm(x, dim=1),
+        "nearest": lambda x, w: F.interpolate(x, scale_factor=2),
+        "bilinear": lambda x, w: F.interpolate(x, scale_factor=2, mode="bilinear"),
+        "conv": lambda x, w: F.conv2d(x, w), "linear": lambda x, w: x @ w[:, :, 0, 0],
+        "einsum": lambda x, w: torch.einsum("bchw,dc->bdhw", x, w[:, :, 0, 0]),
+        "addcmul": lambda x, w: torch.addcmul(x, x.bfloat16(), x),
+        "cosine": lambda x, w: F.cosine_similarity(x, x, dim=1),
+        "reflect": lambda x, w: F.pad(x, (1, 1, 1, 1), mode="reflect"),
+        "max_pool": lambda x, w: F.max_pool2d(x, 2), "cat": lambda x, w: torch.cat([x, x.bfloat16()]),
+    }
+
+    def dtypes(device, lists):
+        out = {}
+        for dtype in (torch.float32, torch.bfloat16):
+            for name, call in calls.items():
+                x = torch.randn(2, 8, 8, 8, dtype=dtype, device=device)
+                w = torch.randn(8, 8, 1, 1, device=device)
+                if device == "cuda":  # autocast("cuda") turns itself off without CUDA
+                    torch.set_autocast_enabled("cuda", True)
+                    torch.set_autocast_dtype("cuda", torch.bfloat16)
+                    try:
+                        out[name, dtype] = call(x, w).dtype
+                    finally:
+                        torch.set_autocast_enabled("cuda", False)
+                else:
+                    with lists(), torch.autocast("cpu", dtype=torch.bfloat16):
+                        out[name, dtype] = call(x, w).dtype
+        return out
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        cuda = dtypes("cuda", None)
+    emulated = dtypes("cpu", cuda_autocast_lists)
+    cpu = dtypes("cpu", contextlib.nullcontext)
+    assert emulated == cuda
+    assert cuda["layer_norm", torch.bfloat16] == cuda["softmax", torch.bfloat16] == torch.float32
+    assert cpu["layer_norm", torch.bfloat16] == cpu["softmax", torch.bfloat16] == torch.bfloat16
+    # and outside the lists, CPU autocast is the CPU's again
+    assert dtypes("cpu", contextlib.nullcontext) == cpu
+
+
+def test_the_emulated_lists_cover_every_op_only_cuda_autocast_casts():
+    """Each op with an AutocastCUDA kernel and none at AutocastCPU has a policy (or is CUDA's
+    alone), and none of the listed ops has a CPU kernel that the lists would replace: a torch
+    that moves an op between the lists fails here."""
+    from zoo import torch_private as tp
+
+    def has(name, key):
+        return torch._C._dispatch_has_kernel_for_dispatch_key(name, key)
+
+    names = torch._C._dispatch_get_all_op_names()
+    cuda_only = {n.removeprefix("aten::") for n in names if n.startswith("aten::")
+                 and has(n, "AutocastCUDA") and not has(n, "AutocastCPU")}
+    listed = {n for names_ in tp.CUDA_AUTOCAST.values() for n in names_}
+    assert cuda_only - listed - set(tp.CUDA_ONLY_OPS) == set()
+    for name in listed:
+        assert not has(f"aten::{name}", "AutocastCPU"), name
+    for name in tp.CPU_ONLY_AUTOCAST:
+        assert has(f"aten::{name}", "AutocastCPU") and not has(f"aten::{name}", "AutocastCUDA"), name

@@ -43,6 +43,7 @@ from zoo.torch_private import (
     FakeTensorMode,
     TorchDispatchMode,
     adam_reads_step_as_one,
+    cuda_autocast_lists,
     device_query,
     fake_copy,
     fake_outputs,
@@ -210,10 +211,16 @@ def _rank(category: str) -> int:
 
 # ---- one simulated step ---------------------------------------------------------------------
 
+@contextlib.contextmanager
 def _autocast(precision: str):
+    """Autocast for ``precision``, casting as CUDA's autocast does (its op lists, not the CPU's:
+    ``torch_private.cuda_autocast_lists``)."""
     if precision not in AMP:
-        return torch.autocast("cpu", enabled=False)
-    return torch.autocast("cpu", dtype=AMP[precision])
+        with torch.autocast("cpu", enabled=False):
+            yield
+        return
+    with cuda_autocast_lists(), torch.autocast("cpu", dtype=AMP[precision]):
+        yield
 
 
 def make_optimizer(name: str, params):
