@@ -54,6 +54,12 @@ def test_the_measured_configurations_are_the_zoo_s():
     assert set(check.FIT_MODELS) <= {m[1] for m in check.MODELS}
 
 
+def test_a_bad_trace_request_gets_one_line_before_anything_runs():
+    proc = subprocess.run([sys.executable, str(CHECK), "--trace", "resnet50:inference:fp8"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--trace" in proc.stderr
+
+
 def test_without_a_gpu_the_check_says_so_in_one_line():
     proc = subprocess.run([sys.executable, str(CHECK)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no CUDA device" in proc.stderr
