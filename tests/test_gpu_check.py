@@ -153,3 +153,29 @@ def test_a_largest_batch_search_stopped_by_its_budget_is_a_bracket_on_the_page()
     assert "too high by at least 203 (8.4%)" in lines["m2254.W"]
     assert "at least 27475" in lines["m27475.W"] and "not contradicted" in lines["m27475.W"]
     assert "too low by 300 (10%)" in lines["m3000.W"]
+
+
+def test_the_latency_page_names_each_machine_s_own_torch():
+    """CPU timings are this site's, a GPU's come from the machine that was lent, with its own
+    torch: the page says which is which, and counts the GPU's budget-skipped batch sizes."""
+    from zoo.report import pages
+
+    def timing(device, name, torch_version, batch, status="ok"):
+        return {"library": "torchvision", "arch": "resnet18", "weights": "W", "img_size": 224,
+                "device": device, "device_name": name, "threads": 1, "precision": "fp32",
+                "infer_batch_size": batch, "status": status, "torch_version": torch_version,
+                "infer_step_time": 1.0, "power_w": None}
+    latency = pd.DataFrame([timing("cpu", "AMD EPYC", "2.14.1", 1),
+                            timing("cuda", "NVIDIA H200", "2.11.0+cu130", 1),
+                            timing("cuda", "NVIDIA H200", "2.11.0+cu130", 2,
+                                   "skipped: past the model's 9 s budget")])
+    gpu = latency[latency["device"] == "cuda"]
+    rows = pd.DataFrame([{"model": "resnet18.W", "device": "cpu", "device_name": "AMD EPYC",
+                          "threads": 1, "precision": "fp32", "gmacs": 1.8, "ms_per_image_b1": 9.0,
+                          "best_per_sec": 120.0, "best_batch": 8, "top1": 69.8}])
+    counts = pd.DataFrame([{c: "v" for c in ("zoo_version", "torch_version",
+                                             "torchvision_version", "timm_version")}])
+    text = pages.latency_page(counts, rows, [], None, None, {"latency-vs-batch": {}}, latency,
+                              "published.csv", gpu=gpu)
+    assert "torch 2.14.1 on AMD EPYC; torch 2.11.0+cu130 on NVIDIA H200" in text
+    assert "1 of 2 batch sizes passed their model's time budget" in text

@@ -731,8 +731,11 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
                  misses: pd.DataFrame | None, rank: dict | None, specs: dict,
                  latency: pd.DataFrame, published_name: str, exports: dict | None = None,
                  gpu: pd.DataFrame | None = None) -> str:
-    first = latency.iloc[0]
     setups = " and ".join(sorted({setup_name(r) for _, r in latency.iterrows()}))
+    # each machine's own torch: the CPUs are this site's, a GPU's figures come from where it was
+    by_device = latency.groupby("device_name")["torch_version"].agg(
+        lambda v: ", ".join(sorted(v.dropna().astype(str).unique())))
+    versions = "; ".join(f"torch {v} on {d}" for d, v in by_device.items())
     timings = latency.drop_duplicates(["library", "arch", "img_size", "device", "device_name",
                                        "precision", "threads", "infer_batch_size"])
     skipped = int(timings["status"].str.contains("budget").sum())
@@ -756,6 +759,10 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
                     f"(torch {gpu['torch_version'].iloc[0]}): {gpu[KEY].drop_duplicates().shape[0]} "
                     "models, fp32 and AMP bf16, batch 1 up to what fits or the time budget; their "
                     "times are in the menu and the fits above. "
+                    f"{int(gpu['status'].astype(str).str.contains('budget').sum())} of {len(gpu)} "
+                    "batch sizes passed their model's time budget and are recorded as skipped, so "
+                    "a model's best throughput here is a lower bound where its larger batches "
+                    "were skipped. "
                     + ("Mean board power from `nvidia-smi` during each timing; energy per image "
                        "= power x step time / batch.\n\n" + chart_html("energy-vs-batch",
                                                                          specs["energy-vs-batch"])
@@ -775,8 +782,8 @@ def latency_page(counts: pd.DataFrame, rows: pd.DataFrame, fits: list[tuple[str,
         "top-1": table["top1"].map(lambda x: fmt(x, 3))})
     return (
         "# Latency\n\n" + GENERATED
-        + f"Inference time measured on this site's machine: {setups}; torch "
-        f"{first['torch_version']}, eager mode, `torch.inference_mode()`, random weights, "
+        + f"Inference time, set-ups: {setups}; {versions}, eager mode, "
+        "`torch.inference_mode()`, random weights, "
         "NCHW. Each figure is the median of timed blocks after warm-up "
         "(`torch.utils.benchmark`); see [Methods](methods.md#latency). "
         f"{skipped} batch sizes would have passed their model's time budget and are recorded as "
