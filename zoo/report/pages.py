@@ -671,7 +671,10 @@ def comparison_section(comparison: pd.DataFrame | None, counts: pd.DataFrame,
         "reserved, measured (MiB)": (peaks["measured_reserved_bytes"] / 2**20).map("{:.0f}".format),
         "predicted ": (peaks["predicted_reserved_bytes"] / 2**20).map("{:.0f}".format),
         "error ": peaks["reserved_error"].map(pct)})
-    out = (f"Measured on {', '.join(sorted(comparison['device'].unique()))}; predicted with "
+    where = comparison.drop_duplicates("device")
+    measured = ", ".join(f"{r.device}" + (f" ({r.measured_with})" if isinstance(
+        getattr(r, "measured_with", None), str) else "") for r in where.itertuples())
+    out = (f"Measured on {measured}; predicted with "
            f"{comparison['predicted_with'].iloc[0]}.\n\n" + text + "\n"
            + table_md(view, counts, "memory-measured-table", exports))
     if not fits.empty:

@@ -176,7 +176,8 @@ TABLES = {t.name: t for t in [
                                  "predicted_reserved_bytes": BYTES0, "reserved_error": F0,
                                  "predicted_batch": BYTES0, "batch_error": F0,
                                  "capacity_bytes": BYTES0, "predicted_with": S,
-                                 "batch_measured_as": S0, "batch_failed": BYTES0},
+                                 "batch_measured_as": S0, "batch_failed": BYTES0,
+                                 "measured_with": S0},
        ["device", "mode", "precision", "optimizer", "what"]),
 ]}
 
