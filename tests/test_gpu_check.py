@@ -179,3 +179,13 @@ def test_the_latency_page_names_each_machine_s_own_torch():
                               "published.csv", gpu=gpu)
     assert "torch 2.14.1 on AMD EPYC; torch 2.11.0+cu130 on NVIDIA H200" in text
     assert "1 of 2 batch sizes passed their model's time budget" in text
+
+
+def test_a_card_s_check_keeps_the_other_cards_rows(tmp_path):
+    check = _check_module()
+    out = tmp_path / "memory-measured.csv"
+    check.write([{"device": "NVIDIA H100", "arch": "resnet50", "batch": 32},
+                 {"device": "NVIDIA H200", "arch": "resnet50", "batch": 32}], out)
+    kept = check.other_cards(out, "NVIDIA H200")
+    assert [(r["device"], r["arch"]) for r in kept] == [("NVIDIA H100", "resnet50")]
+    assert check.other_cards(tmp_path / "none.csv", "NVIDIA H200") == []
