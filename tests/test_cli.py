@@ -238,14 +238,20 @@ def test_every_card_of_the_table_is_a_gpu_name(card):
     assert cards.find(card.lower().replace(" ", "-")).name == card
 
 
-def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd):
-    """torchvision's MaxViT cannot run under CPU autocast (a bmm of mixed dtypes); torch's
-    fake-tensor machinery logs a 20-line traceback for it, which the user once read as a crash."""
+def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd, monkeypatch):
+    """torchvision's MaxViT cannot run under the CPU's own autocast lists (a bmm of mixed
+    dtypes; with CUDA's lists, as the simulation runs it, it can); torch's fake-tensor machinery
+    logs a 20-line traceback for it, which the user once read as a crash. The CPU's lists are
+    planted here to make it fail in the stage's own process (one worker)."""
     import io
 
+    from zoo import torch_private
     from zoo.catalogue.entries import select
     from zoo.stages import memory as memory_stage
     from zoo.store import tables
+
+    monkeypatch.setattr(torch_private, "CUDA_AUTOCAST", {})
+    monkeypatch.setattr(torch_private, "CPU_ONLY_AUTOCAST", ())
 
     memory_stage.run(select(["torchvision:maxvit_t"]), tmp_path, workers=1, log=io.StringIO())
     _, err = capfd.readouterr()
