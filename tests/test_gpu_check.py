@@ -132,7 +132,7 @@ def test_a_largest_batch_search_stopped_by_its_budget_is_a_bracket_on_the_page()
                 "what": "largest batch", "device": "NVIDIA H200", "batch": batch,
                 "predicted_batch": predicted, "batch_measured_as": as_, "batch_failed": failed,
                 "batch_error": predicted / batch - 1 if as_ == "exact" else None,
-                "predicted_with": "zoo",
+                "predicted_with": "zoo", "measured_with": None,
                 **{f"{m}_{w}_bytes": None for m in ("measured", "predicted")
                    for w in ("allocated", "reserved")},
                 "allocated_error": None, "reserved_error": None}

@@ -469,7 +469,6 @@ CPU_ONLY_AUTOCAST = ("reflection_pad1d", "reflection_pad2d", "replication_pad1d"
                      "replication_pad2d", "replication_pad3d", "max_pool3d", "avg_pool3d",
                      "adaptive_avg_pool3d", "adaptive_max_pool3d", "grid_sampler_2d",
                      "grid_sampler_3d")
-_LOWER = (torch.float16, torch.bfloat16)
 
 
 def _cast_all(value, to):
@@ -487,18 +486,16 @@ def _policy_kernel(op, policy: str):
     dtype_at = next((i for i, a in enumerate(op._schema.arguments) if a.name == "dtype"), None)
 
     def kernel(*args, **kwargs):
-        lower = torch.get_autocast_dtype("cpu")
         with torch.autocast("cpu", enabled=False):
-            if policy == "lower":
-                args, kwargs = _cast_all(args, lower), _cast_all(kwargs, lower)
-            elif policy == "fp32":
-                args, kwargs = _cast_all(args, torch.float32), _cast_all(kwargs, torch.float32)
-            elif policy == "fp32_set_opt_dtype":
+            if policy in ("lower", "fp32"):
+                to = torch.get_autocast_dtype("cpu") if policy == "lower" else torch.float32
+                args, kwargs = _cast_all(args, to), _cast_all(kwargs, to)
+            elif policy == "fp32_set_opt_dtype":  # fp32 out unless the call names a dtype
+                positional = dtype_at is not None and dtype_at < len(args)
+                given = args[dtype_at] if positional else kwargs.get("dtype")
                 first = next((a for a in args if isinstance(a, torch.Tensor)), None)
-                given = kwargs.get("dtype") if dtype_at is None or len(args) <= dtype_at \
-                    else args[dtype_at]
-                if first is not None and first.is_floating_point() and given is None:
-                    if dtype_at is not None and len(args) > dtype_at:
+                if given is None and first is not None and first.is_floating_point():
+                    if positional:
                         args = (*args[:dtype_at], torch.float32, *args[dtype_at + 1:])
                     else:
                         kwargs = {**kwargs, "dtype": torch.float32}

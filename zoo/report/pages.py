@@ -672,14 +672,13 @@ def comparison_section(comparison: pd.DataFrame | None, counts: pd.DataFrame,
         "predicted ": (peaks["predicted_reserved_bytes"] / 2**20).map("{:.0f}".format),
         "error ": peaks["reserved_error"].map(pct)})
     where = comparison.drop_duplicates("device")
-    measured = ", ".join(f"{r.device}" + (f" ({r.measured_with})" if isinstance(
-        getattr(r, "measured_with", None), str) else "") for r in where.itertuples())
+    measured = ", ".join(r.device + (f" ({r.measured_with})" if isinstance(r.measured_with, str)
+                                     else "") for r in where.itertuples())
     out = (f"Measured on {measured}; predicted with "
            f"{comparison['predicted_with'].iloc[0]}.\n\n" + text + "\n"
            + table_md(view, counts, "memory-measured-table", exports))
     if not fits.empty:
-        fits = fits.assign(**{c: fits.get(c) for c in ("batch_measured_as", "batch_failed")})
-        exact = fits["batch_measured_as"].fillna("exact") == "exact"
+        exact = fits["batch_measured_as"] != "at least"
 
         def measured(r):
             if r.batch_measured_as != "at least":
