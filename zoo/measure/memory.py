@@ -442,16 +442,14 @@ class Prediction:
             **changes)
 
     # ---- the caching allocator's replay ----------------------------------------------------
-    def trace(self, batch: int, workspace: int | None = None) -> tuple[list, list, int]:
-        """(serials, bytes, mark): the allocations and frees of the measured protocol at
-        ``batch``, for ``zoo.measure.allocator.replay``: the model and the input, a first step
-        (it makes the cuBLAS workspaces and the optimizer's state), then, from ``mark`` (where
-        the measurement resets its peaks), a second step. A training step is the forward and
+    def trace(self, batch: int, workspace: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """(ids, bytes, mark): the allocations and frees of the measured protocol at ``batch``,
+        for ``zoo.measure.allocator.replay``: the model and the input, a first step (it makes
+        the cuBLAS workspaces and the optimizer's state), then, from ``mark`` (where the
+        measurement resets its peaks), a second step. A training step is the forward and
         backward pass, the optimizer step, and the gradients freed (``zero_grad``).
         ``workspace``: the cuBLAS workspace's size on the card (default: as simulated)."""
-        if self.events1 is None:
-            raise ValueError("no allocation trace: the two simulated batch sizes ran different ops")
-        ids = self.events1[:, 0]
+        ids, pieces, mark = self._protocol()
         s1, s2 = self.events1[:, 1], self.events2[:, 1]
         if self.b1 == self.b2:
             if batch != self.b1:
@@ -461,28 +459,45 @@ class Prediction:
             sizes = np.where(s1 < 0, -1, np.maximum(0, np.rint(
                 s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1)))).astype(np.int64)
         k = self.run_start
-        head_ids, head = ids[:k].tolist(), sizes[:k].tolist()
-        run_ids, run = ids[k:].tolist(), sizes[k:].tolist()
-        ws = set(self.workspace_ids)
-        if workspace is not None and ws:
-            run = [workspace if i in ws else n for i, n in zip(run_ids, run)]
-        again = [(i + _SECOND, n) for i, n in zip(run_ids, run) if i not in ws]
+        head, run = sizes[:k], sizes[k:]
+        is_ws, first, second, free = pieces
+        if workspace is not None and is_ws.any():
+            run = np.where(is_ws, workspace, run)
+        return ids, np.concatenate([head, run, first, free, run[~is_ws], second, free]), mark
+
+    def _protocol(self):
+        """The parts of ``trace`` that do not depend on the batch: every event's id, the
+        pieces that are not the forward/backward pass's (which of its events are cuBLAS
+        workspaces, the optimizer's two steps, the gradients' frees) and the mark."""
+        cached = getattr(self, "_protocol_cache", None)
+        if cached is not None:
+            return cached
+        if self.events1 is None:
+            raise ValueError("no allocation trace: the two simulated batch sizes ran different ops")
+        ids = self.events1[:, 0].astype(np.int64)
+        k = self.run_start
+        run_ids = ids[k:]
+        is_ws = np.isin(run_ids, np.array(self.workspace_ids, dtype=np.int64))
         first, second = self.step_events if self.step_events is not None else ([], [])
-        free = [-1] * len(self.grad_ids)  # zero_grad(set_to_none=True) after each step
-        out_ids = head_ids + run_ids + [i + _STEP for i, _ in first] + list(self.grad_ids)
-        out = head + run + [n for _, n in first] + free
-        mark = len(out)
-        out_ids += ([i for i, _ in again] + [i + _STEP for i, _ in second]
-                    + [i + _SECOND for i in self.grad_ids])
-        out += [n for _, n in again] + [n for _, n in second] + free
-        return out_ids, out, mark
+        first = np.array(first, dtype=np.int64).reshape(-1, 2)
+        second = np.array(second, dtype=np.int64).reshape(-1, 2)
+        grads = np.array(self.grad_ids, dtype=np.int64)
+        before = [ids[:k], run_ids, first[:, 0] + _STEP, grads]  # zero_grad(set_to_none=True)
+        after = [run_ids[~is_ws] + _SECOND, second[:, 0] + _STEP, grads + _SECOND]
+        mark = sum(map(len, before))
+        self._protocol_cache = (np.concatenate(before + after), (
+            is_ws, first[:, 1], second[:, 1], np.full(len(grads), -1, dtype=np.int64)), mark)
+        return self._protocol_cache
 
     def replay(self, batch: int, capacity: int | None = None,
                workspace: int | None = None) -> "allocator.Replay":
         """The caching allocator at ``batch`` (``capacity``: the bytes it may reserve; raises
         ``allocator.OutOfMemory`` past it; ``workspace``: as in ``trace``)."""
-        ids, sizes, mark = self.trace(batch, workspace)
-        return allocator.replay(zip(ids, sizes), capacity, mark)
+        _, sizes, mark = self.trace(batch, workspace)
+        slots = getattr(self, "_slots", None)
+        if slots is None:
+            slots = self._slots = allocator.dense(self._protocol()[0])[0]
+        return allocator.replay_slots(slots, sizes, capacity, mark)
 
     def largest_batch_replayed(self, capacity: int, limit: int = 1 << 16,
                                workspace: int | None = None) -> int:
