@@ -166,6 +166,12 @@ class MemoryTracker(TorchDispatchMode):
                 self.record()  # as after any op (a tensor may have been freed meanwhile)
                 return device
             out = fake_outputs(func, args, kwargs, self.fake_mode, self.outputs)
+        elif self.meta_ok and _writes_in_place_only(func) and _on_meta(args):
+            # the optimizer step on meta tensors: an in-place multi-tensor op (AdamW's lerp_,
+            # addcmul_, addcdiv_) allocates nothing and has no data to write, and its meta
+            # kernel checks each tensor one by one (about 0.1 ms each): skipped
+            self.record()
+            return None
         else:
             out = func(*args, **kwargs)
         for t in ((out,) if isinstance(out, torch.Tensor) else
@@ -187,6 +193,28 @@ class MemoryTracker(TorchDispatchMode):
             self.track(t, "activations")
             return t
         return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+_IN_PLACE_ONLY: dict = {}
+
+
+def _writes_in_place_only(func) -> bool:
+    """Whether ``func`` is a multi-tensor (``_foreach_``) op that writes into its inputs and
+    returns nothing."""
+    known = _IN_PLACE_ONLY.get(func)
+    if known is None:
+        schema = getattr(func, "_schema", None)
+        known = _IN_PLACE_ONLY[func] = bool(
+            schema is not None and schema.name.startswith("aten::_foreach_")
+            and not schema.returns and any(a.alias_info is not None and a.alias_info.is_write
+                                           for a in schema.arguments))
+    return known
+
+
+def _on_meta(args) -> bool:
+    first = args[0] if args else None
+    return bool(isinstance(first, (list, tuple)) and first and isinstance(first[0], torch.Tensor)
+                and first[0].is_meta)
 
 
 def model_tensors(model: nn.Module):
