@@ -1,13 +1,15 @@
 """Time and peak memory of the memory stage, in one run.
 
-    python benchmarks/memory_speed.py [selection ...]    (default: the whole default zoo)
+    python benchmarks/memory_speed.py [--keep DIR] [selection ...]    (default: the default zoo)
 
-Runs ``zoo predict`` on the selection into a temporary folder and prints the wall time, the time
-per model, and the peak RSS of the largest process (the stage runs one worker per core).
+Runs ``zoo predict`` on the selection into a temporary folder (``--keep DIR``: into DIR, kept, to
+compare with ``data/``) and prints the wall time, the time per model, and the peak RSS of the
+largest process (the stage runs one worker per core).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -17,14 +19,22 @@ import time
 
 
 def main() -> None:
-    selection = sys.argv[1:] or ["default"]
-    with tempfile.TemporaryDirectory() as out:
+    args = sys.argv[1:]
+    keep = None
+    if args[:1] == ["--keep"]:
+        keep, args = args[1], args[2:]
+    selection = args or ["default"]
+    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory()) as out:
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "zoo", "predict", *selection, "--data", out],
-                              capture_output=True, text=True,
-                              env={**os.environ, "ZOO_CACHE": "off"})  # measured, not recalled
+        proc = subprocess.Popen([sys.executable, "-m", "zoo", "predict", *selection, "--data", out],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "ZOO_CACHE": "off"})  # measured, not recalled
+        lines = []
+        for line in proc.stderr:  # the stage's progress, shown as it comes
+            sys.stderr.write(line)
+            lines.append(line.rstrip("\n"))
+        proc.wait()
         seconds = time.perf_counter() - t0
-    lines = proc.stderr.strip().splitlines()
     models = sum(1 for line in lines if line.startswith("memory ["))
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(lines[-1] if lines else "no output")
