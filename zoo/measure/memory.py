@@ -40,6 +40,7 @@ from torch import nn
 
 from zoo.measure import allocator
 from zoo.torch_private import (
+    FakeTensor,
     FakeTensorMode,
     TorchDispatchMode,
     adam_reads_step_as_one,
@@ -99,8 +100,9 @@ class MemoryTracker(TorchDispatchMode):
     # -- bookkeeping -------------------------------------------------------------------------
     def track(self, tensor: torch.Tensor, category: str) -> None:
         """Registers (or re-files) the storage behind ``tensor``."""
-        if not isinstance(tensor, torch.Tensor) or (tensor.is_meta and not self.meta_ok):
-            return
+        if not isinstance(tensor, torch.Tensor) or (
+                not self.meta_ok and type(tensor) is not FakeTensor and tensor.is_meta):
+            return  # (a fake tensor's is_meta would be a dispatched query: 20 us a tensor)
         st = tensor.untyped_storage()
         key = id(st)
         if key in self.live:
