@@ -9,6 +9,7 @@ largest process (the stage runs one worker per core).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import resource
@@ -19,14 +20,14 @@ import time
 
 
 def main() -> None:
-    args = sys.argv[1:]
-    keep = None
-    if args[:1] == ["--keep"]:
-        keep, args = args[1], args[2:]
-    selection = args or ["default"]
-    with (contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory()) as out:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", metavar="DIR", help="write into DIR and keep it")
+    parser.add_argument("selection", nargs="*", default=["default"])
+    args = parser.parse_args()
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "zoo", "predict", *selection, "--data", out],
+        proc = subprocess.Popen([sys.executable, "-m", "zoo", "predict", *args.selection,
+                                 "--data", out],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "ZOO_CACHE": "off"})  # measured, not recalled
         lines = []
