@@ -106,6 +106,40 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_no_process(tmp_path, after)
     assert not (tmp_path / "counts.csv").exists()
 
 
+SIGINT_STORM = """
+import os, signal, sys, threading, time
+from zoo.catalogue.entries import Entry
+from zoo.stages.run import each_model
+import planted
+
+signal.signal(signal.SIGINT, lambda *_: None)  # this process lives through the storm
+
+
+def storm():  # Ctrl-C for the whole group every 10 ms, from before the workers start
+    while True:
+        os.killpg(0, signal.SIGINT)
+        time.sleep(0.01)
+
+
+threading.Thread(target=storm, daemon=True).start()
+entries = [Entry("timm", f"ok{i}", "w", 224) for i in range(4)]
+for _, entry, result, failure, _peak in each_model(entries, planted.job, "test", workers=2):
+    print(entry.arch, "failed" if failure else "ok", flush=True)
+"""
+
+
+def test_workers_starting_up_never_take_the_terminals_ctrl_c():
+    # a spawned worker spends seconds importing before it can ignore SIGINT; the signal sent to
+    # the group in that time must neither kill it nor print its traceback
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.run([sys.executable, "-c", SIGINT_STORM], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=60, start_new_session=True,
+                          preexec_fn=_as_in_a_terminal)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(proc.stdout.split("\n")) == ["", "ok0 ok", "ok1 ok", "ok2 ok", "ok3 ok"]
+    assert "Traceback" not in proc.stderr and "KeyboardInterrupt" not in proc.stderr
+
+
 @pytest.mark.parametrize("after", [0.5, 6.0])
 def test_killing_the_parent_ends_its_workers(tmp_path, after):
     proc = subprocess.Popen([ZOO, "count", "survey", "--data", str(tmp_path)], cwd=ROOT,

@@ -163,6 +163,9 @@ def _worker_init(parent: int, memory_limit: float | None = None) -> None:
 
     if os.getppid() != parent:
         os._exit(1)
+    # pebble's worker ignores SIGINT by now; until then the signal was blocked (see worker_pool),
+    # and one that came in that time is dropped, not delivered
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _fixed_mmap_threshold()
     import torch
 
@@ -287,12 +290,28 @@ def outcome(fut, entry: Entry, stage: str, timeout, memory_limit) -> tuple:
 
 @contextlib.contextmanager
 def worker_pool(workers: int, memory_limit: float | None = None):
-    """A pebble pool of spawned workers, stopped (every worker ended) on the way out."""
+    """A pebble pool of spawned workers, stopped (every worker ended) on the way out.
+
+    The terminal's Ctrl-C goes to the whole process group, and it is for this process alone: it
+    stops the pool. A worker ignores SIGINT once it runs, but a spawned one takes seconds to get
+    there (it imports the main module again), and there an interruption would print a traceback.
+    So each worker starts with SIGINT blocked: a process inherits the signal mask of the thread
+    that starts it, and the pool's threads, which start the replacement workers, inherit it from
+    this one. The mask is set while the pool starts, and only then."""
+    from multiprocessing import resource_tracker
+
     from pebble import ProcessPool
 
+    resource_tracker.ensure_running()  # launching it unblocks SIGINT in this thread: do it first
     pool = ProcessPool(workers, initializer=_worker_init, initargs=(os.getpid(), memory_limit),
                        context=multiprocessing.get_context("spawn"))
     try:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            if not pool.active:  # starts the first workers and the pool's threads
+                raise RuntimeError("the worker pool did not start")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         yield pool
     finally:
         pool.stop()
