@@ -310,6 +310,65 @@ def test_shortcuts_give_what_fake_tensor_mode_gives(arch, size):
         reference.run((3, size, size), 2, "inference", "fp16").timeline)
 
 
+@pytest.mark.parametrize("arch, size, mode, precision, checkpointing", [
+    ("resnet18", 64, "training", "fp32", False),
+    ("timm:vit_tiny_patch16_224", 224, "training", "amp-bf16", True),
+    ("swin_t", 64, "inference", "amp-bf16", False),
+    ("timm:efficientnet_b0", 96, "inference", "fp32", False)])
+def test_one_simulation_at_the_probe_batch_gives_each_batchs_trace(arch, size, mode, precision,
+                                                                  checkpointing):
+    """The step simulated once at batch PROBE, each tensor's bytes there split into a fixed and a
+    per-sample part, against the step simulated at each batch: the same memory after every op
+    and the same allocations, at both batches."""
+    library, _, arch = arch.rpartition(":")
+    entry = (Entry("timm", arch, "", size) if library == "timm" else
+             Entry("torchvision", arch, "IMAGENET1K_V1", size))
+    shape = (3, size, size)
+    probe = memory.Simulator(build(entry, "meta"))
+    once = probe.run(shape, memory.PROBE, mode, precision, checkpointing=checkpointing,
+                     batches=(2, 4)).traces()  # (not the fallback: this raises if it fails)
+    each = memory.Simulator(build(entry, "meta"), probe=False).runs(
+        shape, (2, 4), mode, precision, checkpointing=checkpointing)
+    assert len(once) == len(each) == 2
+    for got, want in zip(once, each):
+        assert after_frees(got.timeline) == after_frees(want.timeline)
+        assert (memory.frees_in_serial_order(got.events).tolist()
+                == memory.frees_in_serial_order(want.events).tolist())
+        assert (got.run_start, got.workspace_ids, got.grad_ids) == (
+            want.run_start, want.workspace_ids, want.grad_ids)
+    assert once[0].timeline != once[1].timeline  # (the batch shows)
+
+
+class Gram(nn.Module):
+    """A (batch x batch) output: memory that grows faster than the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return h @ h.T
+
+
+def gram():
+    with torch.device("meta"):
+        return Gram()
+
+
+def test_memory_that_is_not_affine_in_the_batch_is_simulated_at_each_batch(capfd):
+    sim = memory.Simulator(gram())
+    with pytest.raises(RuntimeError, match="overflow"):  # batch x batch floats at PROBE
+        sim.run((16,), memory.PROBE, "training", batches=(2, 4))
+    capfd.readouterr()
+    got = sim.runs((16,), (2, 4), "training")
+    assert "Traceback" not in capfd.readouterr().err  # the fallback is not a failure to report
+    want = memory.Simulator(gram(), probe=False).runs((16,), (2, 4), "training")
+    assert [t.timeline for t in got] == [t.timeline for t in want]
+    # the output, at batch 2 and 4: 2 x 2 and 4 x 4 floats, in one block each
+    assert max(r[memory.CATEGORIES.index("temporaries")] for r in got[1].timeline) >= 512
+
+
 def after_frees(timeline):
     """The timeline without the rows inside a run of frees (total lower than before and than
     after): the order in which storages freed together go does not matter."""

@@ -23,12 +23,18 @@ per-sample part), and the step runs the same ops at any batch. So the step is si
 sizes, and the memory after every event is interpolated to any other batch exactly (up to the
 512-byte rounding): the peak at batch b is the largest of those lines at b. This is the source
 document's law, memory = model part + batch x per-sample part, event by event.
+
+The two batch sizes cost one simulation: at batch PROBE (2**32; fake tensors hold no data) every
+storage's bytes show both parts at once, and the tracker counts each storage at both batch sizes
+(``Simulator.runs``). Where the model's memory is not affine in the batch, torch refuses the sizes
+at PROBE, and the step is simulated at each batch instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import weakref
 from collections import Counter
@@ -51,6 +57,7 @@ from zoo.torch_private import (
     tree_flatten,
 )
 
+_log = logging.getLogger(__name__)
 CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
               "workspace"]
 OPTIMIZERS = ["sgd", "momentum", "adamw"]
@@ -63,6 +70,13 @@ BLOCK = 512  # CUDA caching allocator: every block is a multiple of 512 bytes
 CUBLAS_WORKSPACE = 32 * 2**20  # per thread that runs a matrix product; 32 MiB on Hopper (sm90)
 MATMUL_OPS = {"mm", "addmm", "bmm", "baddbmm", "_scaled_mm", "matmul", "linear"}
 SIM_BATCHES = (2, 4)  # BatchNorm in train mode needs more than one sample
+# One simulation serves several batch sizes (Simulator.runs): it runs at batch PROBE, where a
+# storage of ``fixed + batch x per_sample`` bytes has ``per_sample`` as its bytes' nearest multiple
+# of PROBE, and ``fixed`` as the rest (within 2 GiB either way: no tensor of the catalogue that does
+# not grow with the batch comes near). A tensor that grows faster than the batch passes int64's
+# 2**63 bytes at PROBE, and torch refuses it: the simulation then runs at each batch instead.
+PROBE = 1 << 32
+_LANE = 64  # the tracker counts the bytes at each batch in one integer, 64 bits apiece
 _STEP, _SECOND = 1 << 40, 1 << 41  # serials of the optimizer step's events, of a second step's
 
 
@@ -74,8 +88,17 @@ class MemoryTracker(TorchDispatchMode):
     """Follows every storage's life and records memory by category after every op."""
 
     def __init__(self, workspace: int = CUBLAS_WORKSPACE, fake_mode: FakeTensorMode | None = None,
-                 outputs: dict | None = None, shortcuts: bool = True):
+                 outputs: dict | None = None, shortcuts: bool = True,
+                 batches: tuple[int, ...] | None = None):
+        """``batches``: the model runs at batch PROBE, and the tracker counts every storage at
+        each of these batch sizes instead (see ``traces``)."""
         super().__init__()
+        self.batches = batches
+        # bytes at each batch, packed in one integer (batch i's in bits 64i to 64i+63): sums and
+        # comparisons of packed counts are those of each batch's, and a total is never negative
+        self._size = block_bytes if batches is None else self._sizes
+        self._each = 1 if batches is None else sum(1 << (_LANE * i) for i in range(len(batches)))
+        self._smallest = min(batches) if batches else None
         self.fake_mode = fake_mode
         # fake tensors: ops made cheaper than by FakeTensorMode's dispatch (see torch_private.fake_outputs), with
         # outputs by call shapes in ``outputs``
@@ -113,10 +136,36 @@ class MemoryTracker(TorchDispatchMode):
                 self.current[category] += entry[0]
             return
         nbytes = st.nbytes()
-        size = block_bytes(nbytes)
+        size = self._size(nbytes)
         self.live[key] = [size, category, self._allocate(nbytes)]
         self.current[category] += size
         weakref.finalize(st, self._free, key)
+
+    def _sizes(self, nbytes: int) -> int:
+        """The block sizes, packed, at each of ``batches`` of a storage of ``nbytes`` at PROBE."""
+        per_sample, fixed = _affine(nbytes)
+        if fixed + per_sample * self._smallest < 0:  # not affine (ceil(batch / 2) samples?)
+            raise NotAffine(f"a storage of {nbytes} bytes at batch {PROBE}")
+        return sum(block_bytes(fixed + per_sample * b) << (_LANE * i)
+                   for i, b in enumerate(self.batches))
+
+    def traces(self) -> list["Trace"]:
+        """What a tracker at each batch size would have recorded: one ``Trace`` per batch of
+        ``batches`` (one, of this tracker, without)."""
+        if self.batches is None:
+            return [Trace(self.timeline, self.events, self.run_start, self.workspace_ids,
+                          self.grad_ids)]
+        mask = (1 << _LANE) - 1
+        ev = np.array(self.events, dtype=np.int64).reshape(-1, 2)
+        per_sample, fixed = _affine(ev[:, 1])
+        out = []
+        for i, b in enumerate(self.batches):
+            shift = _LANE * i
+            sizes = np.where(ev[:, 1] < 0, -1, fixed + per_sample * b)
+            out.append(Trace([[(v >> shift) & mask for v in row] for row in self.timeline],
+                             np.stack([ev[:, 0], sizes], axis=1), self.run_start,
+                             self.workspace_ids, self.grad_ids))
+        return out
 
     def _allocate(self, nbytes: int) -> int:
         serial = self._serial
@@ -184,7 +233,7 @@ class MemoryTracker(TorchDispatchMode):
         if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
                 and self.phase not in self._phases_with_workspace:
             self._phases_with_workspace.add(self.phase)
-            self.current["workspace"] += self.workspace
+            self.current["workspace"] += self.workspace * self._each
             self.workspace_ids.append(self._allocate(self.workspace))
         self.record()
         return out
@@ -195,6 +244,40 @@ class MemoryTracker(TorchDispatchMode):
             self.track(t, "activations")
             return t
         return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensors():
+    """FakeTensorMode logs the traceback of an op that fails (a storage past int64) before it
+    raises: not a failure of the model where the simulation then runs at each batch."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _affine(nbytes):
+    """(per_sample, fixed) bytes of a storage of ``nbytes`` bytes at batch PROBE."""
+    per_sample = (nbytes + PROBE // 2) // PROBE
+    return per_sample, nbytes - per_sample * PROBE
+
+
+class NotAffine(ValueError):
+    """A storage whose size is not a fixed part + batch x a per-sample part (see PROBE)."""
+
+
+@dataclass
+class Trace:
+    """What a tracker recorded of one simulated step at one batch size."""
+
+    timeline: list  # memory by category after every event
+    events: list | np.ndarray  # (serial, bytes; -1 for a free)
+    run_start: int
+    workspace_ids: list
+    grad_ids: list
 
 
 _IN_PLACE_ONLY: dict = {}
@@ -280,11 +363,13 @@ class Simulator:
     The fake model is made once; each simulation starts from the same state (no gradients, no
     hooks, no optimizer, checkpointing off) and tracks the model's tensors afresh.
     ``shortcuts=False`` runs every op through FakeTensorMode's own dispatch (and its cache), the
-    reference the shortcuts are tested against."""
+    reference the shortcuts are tested against; ``probe=False`` simulates the step at each batch
+    size (``runs``), the reference the one simulation at PROBE is tested against."""
 
     def __init__(self, meta_model: nn.Module, fake: bool = True, shortcuts: bool = True,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, probe: bool = True):
         self.fake = fake
+        self.probe = probe  # one simulation for every batch size (see runs)
         self.dtype = dtype  # of the weights and the input: float16 or bfloat16 for fp16, bf16
         if dtype != torch.float32:
             meta_model = meta_model.to(dtype)
@@ -310,8 +395,8 @@ class Simulator:
     def _tensors(self):
         return self.mode if self.mode is not None else contextlib.nullcontext()
 
-    def _tracker(self, workspace: int) -> MemoryTracker:
-        tracker = MemoryTracker(workspace, self.mode, _OUTPUTS, self.shortcuts)
+    def _tracker(self, workspace: int, batches: tuple | None = None) -> MemoryTracker:
+        tracker = MemoryTracker(workspace, self.mode, _OUTPUTS, self.shortcuts, batches)
         for t, category in model_tensors(self.model):
             tracker.track(t, category)
         return tracker
@@ -320,10 +405,29 @@ class Simulator:
         for p in self.model.parameters():
             p.grad = None
 
+    def runs(self, input_shape: tuple, batches: tuple, mode: str, precision: str = "fp32",
+             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False) -> list[Trace]:
+        """``run`` at each of ``batches``, as one ``Trace`` each. On fake tensors the step is
+        simulated once, at batch PROBE, and each tensor's bytes at every batch follow from its
+        bytes there: as exact as a run at each batch, at the cost of one. Where that cannot be
+        (a tensor that is not affine in the batch, an op that refuses such sizes), it runs at
+        each batch."""
+        if self.fake and self.probe:
+            try:
+                with _quiet_fake_tensors():
+                    return self.run(input_shape, PROBE, mode, precision, workspace, checkpointing,
+                                    batches=tuple(batches)).traces()
+            except Exception as exc:  # noqa: BLE001 (a model that fails fails again below)
+                _log.debug("simulated at each batch size: %s: %s", type(exc).__name__, exc)
+        return [self.run(input_shape, b, mode, precision, workspace, checkpointing).traces()[0]
+                for b in batches]
+
     def run(self, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
-            workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False) -> MemoryTracker:
+            workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
+            batches: tuple | None = None) -> MemoryTracker:
         """One inference pass (``mode="inference"``, under ``inference_mode``) or one training
-        forward + backward (``mode="training"``)."""
+        forward + backward (``mode="training"``). ``batches``: a tracker that counts bytes at
+        these batch sizes (``batch`` must be PROBE; see ``runs``)."""
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
         if HALF.get(precision, torch.float32) != self.dtype:
@@ -335,7 +439,7 @@ class Simulator:
         handles = []
         try:
             with self._tensors():
-                tracker = self._tracker(workspace)
+                tracker = self._tracker(workspace, batches)
                 if checkpointing:
                     model.set_grad_checkpointing(True)
                 x = torch.empty(batch, *input_shape, dtype=self.dtype)
@@ -662,8 +766,9 @@ def predict(build_model, input_shape: tuple, mode: str, precision: str = "fp32",
     sim = build_model if isinstance(build_model, Simulator) else Simulator(
         build_model(), fake, dtype=HALF.get(precision, torch.float32))
     b1, b2 = (batches[0], batches[-1])
-    t1 = sim.run(input_shape, b1, mode, precision, workspace, checkpointing)
-    t2 = sim.run(input_shape, b2, mode, precision, workspace, checkpointing) if b2 != b1 else t1
+    traces = sim.runs(input_shape, (b1, b2) if b2 != b1 else (b1,), mode, precision, workspace,
+                      checkpointing)
+    t1, t2 = traces[0], traces[-1]
     if len(t1.timeline) != len(t2.timeline):
         raise RuntimeError(f"the step ran different ops at batch {b1} and {b2}: "
                            "memory cannot be interpolated")
