@@ -182,14 +182,18 @@ class MemoryTracker(TorchDispatchMode):
                 self.events.append((entry[2], -1))
             self.record()
 
-    def forget(self, tensor: torch.Tensor) -> None:
-        """Takes a tracked storage out, as if it had never been on the device (Adam's step
-        counts, which live on the host): its bytes leave the counts and its allocation the
+    def forget(self, *tensors: torch.Tensor) -> None:
+        """Takes tracked storages out, as if they had never been on the device (Adam's step
+        counts, which live on the host): their bytes leave the counts and their allocations the
         events."""
-        entry = self.live.pop(id(tensor.untyped_storage()), None)
-        if entry is not None:
-            self.current[entry[1]] -= entry[0]
-            self.events = [e for e in self.events if e[0] != entry[2]]
+        gone = set()
+        for tensor in tensors:
+            entry = self.live.pop(id(tensor.untyped_storage()), None)
+            if entry is not None:
+                self.current[entry[1]] -= entry[0]
+                gone.add(entry[2])
+        if gone:  # (one pass over the events for all of them: a model has thousands)
+            self.events = [e for e in self.events if e[0] not in gone]
 
     def serials(self, category: str) -> list[int]:
         """The serials of the storages of ``category`` alive now."""
@@ -505,12 +509,14 @@ class Simulator:
             with tracker, adam_reads_step_as_one():
                 tracker.run_start = len(tracker.events)
                 opt.step()
+                counts = []
                 for state in opt.state.values():
                     for k, v in state.items():
                         if k == "step":  # a host tensor without capturable or fused
-                            tracker.forget(v)
+                            counts.append(v)
                         else:
                             tracker.track(v, "optimizer")
+                tracker.forget(*counts)
                 tracker.second_step = len(tracker.events)
                 tracker.timeline.clear()
                 tracker.record()
