@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from zoo.catalogue.entries import Entry
 from zoo.stages.run import each_model
@@ -273,10 +274,11 @@ def test_every_card_of_the_table_is_a_gpu_name(card):
 
 
 def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd, monkeypatch):
-    """torchvision's MaxViT cannot run under the CPU's own autocast lists (a bmm of mixed
-    dtypes; with CUDA's lists, as the simulation runs it, it can); torch's fake-tensor machinery
-    logs a 20-line traceback for it, which the user once read as a crash. The CPU's lists are
-    planted here to make it fail in the stage's own process (one worker)."""
+    """An op that fails in torch's fake-tensor machinery gets a 20-line traceback logged by it,
+    which a user once read as a crash (MaxViT under the CPU's autocast lists). Here a planted AMP
+    policy makes ResNet-18's convolutions multiply matrices that do not fit, under AMP only and
+    through the machinery's own dispatch, in the stage's own process (one worker): the AMP rows
+    fail, with the reason, and the terminal stays quiet."""
     import io
 
     from zoo import torch_private
@@ -284,12 +286,22 @@ def test_torch_error_log_goes_into_the_row_not_the_terminal(tmp_path, capfd, mon
     from zoo.stages import memory as memory_stage
     from zoo.store import tables
 
-    monkeypatch.setattr(torch_private, "CUDA_AUTOCAST", {})
-    monkeypatch.setattr(torch_private, "CPU_ONLY_AUTOCAST", ())
+    def misfit(op, policy):
+        def kernel(*args, **kwargs):
+            return torch.mm(torch.ones(2, 3), torch.ones(2, 3))  # the meta kernel raises
+        return kernel
 
-    memory_stage.run(select(["torchvision:maxvit_t"]), tmp_path, workers=1, log=io.StringIO())
+    monkeypatch.setattr(torch_private, "CUDA_AUTOCAST", {"planted": ("conv2d",)})
+    monkeypatch.setattr(torch_private, "_policy_kernel", misfit)
+    monkeypatch.setitem(torch_private._DIRECT, torch.ops.aten.mm.default, False)
+
+    memory_stage.run(select(["torchvision:resnet18"]), tmp_path, workers=1, log=io.StringIO())
     _, err = capfd.readouterr()
     assert "fake_tensor" not in err and "Traceback" not in err, err[:500]
-    row = tables.read(tmp_path, "memory-failures.csv").iloc[0]
-    assert row["stage"] == "memory-amp" and "expected scalar type" in row["error"]
+    failures = tables.read(tmp_path, "memory-failures.csv")
+    assert len(failures) == 1
+    row = failures.iloc[0]
+    assert row["stage"] == "memory-amp" and "must have same reduction dim" in row["error"]
     assert "Traceback" in row["traceback"]
+    rows = tables.read(tmp_path, "memory.csv")
+    assert set(rows["precision"]) == {"fp32", "fp16", "bf16"}  # the rest of the model's rows

@@ -392,6 +392,21 @@ def _view(func, args, kwargs, mode, outputs: dict):
     return out
 
 
+@contextlib.contextmanager
+def fake_tensor_errors_unlogged():
+    """Inside: FakeTensorMode does not log the traceback of an op that fails before it raises
+    (the caller expects the failure and handles it)."""
+    import logging
+
+    log = logging.getLogger("torch._subclasses.fake_tensor")  # the module's own logger
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
     """``meta_model`` with every parameter and buffer a fresh fake CPU tensor of the same shape
     and strides: what ``to_empty(device="cpu")`` under ``mode`` gives, without dispatching an op

@@ -54,6 +54,7 @@ from zoo.torch_private import (
     device_query,
     fake_copy,
     fake_outputs,
+    fake_tensor_errors_unlogged,
     tree_flatten,
 )
 
@@ -250,19 +251,6 @@ class MemoryTracker(TorchDispatchMode):
         return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
 
 
-@contextlib.contextmanager
-def _quiet_fake_tensors():
-    """FakeTensorMode logs the traceback of an op that fails (a storage past int64) before it
-    raises: not a failure of the model where the simulation then runs at each batch."""
-    log = logging.getLogger("torch._subclasses.fake_tensor")
-    level = log.level
-    log.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
 def _affine(nbytes):
     """(per_sample, fixed) bytes of a storage of ``nbytes`` bytes at batch PROBE."""
     per_sample = (nbytes + PROBE // 2) // PROBE
@@ -418,7 +406,7 @@ class Simulator:
         each batch."""
         if self.fake and self.probe:
             try:
-                with _quiet_fake_tensors():
+                with fake_tensor_errors_unlogged():
                     return self.run(input_shape, PROBE, mode, precision, workspace, checkpointing,
                                     batches=tuple(batches)).traces()
             except Exception as exc:  # noqa: BLE001 (a model that fails fails again below)
