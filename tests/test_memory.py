@@ -544,3 +544,61 @@ def test_the_emulated_lists_cover_every_op_only_cuda_autocast_casts():
         assert not has(f"aten::{name}", "AutocastCPU"), name
     for name in tp.CPU_ONLY_AUTOCAST:
         assert has(f"aten::{name}", "AutocastCPU") and not has(f"aten::{name}", "AutocastCUDA"), name
+
+
+def test_fake_tensors_made_without_the_constructor_are_the_constructors():
+    """``torch_private._wrap`` (fake tensors made without FakeTensor's constructor) against the
+    constructor, which makes a mode's first tensor: the same attributes and dispatch keys."""
+    from zoo import torch_private
+
+    cpu = torch.device("cpu")
+    for mode in (torch_private.FakeTensorMode(), torch_private.FakeTensorMode()):
+        first, second = (torch_private._fake_empty(mode, (2, 3), (3, 1), torch.float32, cpu)
+                         for _ in range(2))
+        assert type(second) is type(first) is torch_private.FakeTensor
+        assert second.__dict__ == first.__dict__ and second.fake_mode is mode
+        assert torch._C._dispatch_keys(second) == torch._C._dispatch_keys(first)
+        assert second.untyped_storage() is not first.untyped_storage()
+
+
+def test_kernel_invocation_sets_what_torchs_own_sets():
+    """``torch_private._InKernel`` against FakeTensorMode's ``in_kernel_invocation_manager``: the
+    same mode flag and dispatch keys inside, and all restored after."""
+    from torch._subclasses.fake_tensor import in_kernel_invocation_manager
+
+    from zoo import torch_private
+
+    mode = torch_private.FakeTensorMode()
+
+    def state():
+        return (mode.in_kernel_invocation, torch._C._meta_in_tls_dispatch_include(),
+                str(torch._C._dispatch_tls_local_include_set()),
+                str(torch._C._dispatch_tls_local_exclude_set()))
+
+    before = state()
+    with in_kernel_invocation_manager(mode):
+        want = state()
+    with torch_private._InKernel(mode):
+        got = state()
+    assert got == want != before and state() == before
+
+
+def test_views_have_the_strides_the_mode_gives():
+    """A view's unit dimensions get the strides FakeTensorMode gives them, which are not always
+    the meta kernel's: after a view of the same kind on other shapes, a channels-last image of one
+    sample viewed as (1, channels, pixels) (NaFlexViT's patch embedding) keeps the mode's."""
+    from zoo import torch_private as tp
+
+    cpu, view = torch.device("cpu"), torch.ops.aten.view.default
+    outputs: dict = {}
+    mode = tp.FakeTensorMode()
+    cases = [((2, 768, 24, 24), (442368, 576, 24, 1), [2, 768, 576]),
+             ((1, 768, 24, 24), (442368, 1, 18432, 768), [1, 768, 576])]
+    for size, stride, to in cases + cases:  # the second time: remade from the first
+        x = tp._fake_empty(mode, size, stride, torch.float32, cpu)
+        with mode:
+            want = view(x, to)
+        got = tp.fake_outputs(view, (x, to), {}, mode, outputs)
+        assert (got.shape, got.stride(), got.storage_offset()) == \
+            (want.shape, want.stride(), want.storage_offset())
+        assert got.untyped_storage() is x.untyped_storage()

@@ -7,7 +7,8 @@ this is the file to read.
   (CompositeImplicitAutograd) kernel, whether its outputs follow from its inputs' shapes, whether it
   is a higher-order operator; the key of one call.
 - Names re-exported from private modules: ``FakeTensor``, ``FakeTensorMode``,
-  ``TorchDispatchMode``, ``tree_flatten``, ``DeviceContext``, and stride helpers.
+  ``TorchDispatchMode`` (``UncompiledDispatchMode``: one that torch does not wrap),
+  ``tree_flatten``, ``DeviceContext``, and stride helpers.
 
 Nothing here imports the rest of zoo.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import warnings
+import weakref
 from unittest import mock
 
 import torch
@@ -29,7 +31,6 @@ from torch._prims_common import (  # noqa: F401
 from torch._subclasses.fake_tensor import (  # noqa: F401
     FakeTensor,
     FakeTensorMode,
-    in_kernel_invocation_manager,
 )
 from torch.utils._device import DeviceContext  # noqa: F401
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401
@@ -103,15 +104,19 @@ def call_key(func, args, kwargs, tensor_key):
 
 # ---- cheaper fake tensors ------------------------------------------------------------------------
 # FakeTensorMode's dispatch is general (symbolic shapes, constants, its own cache, whose key costs
-# more than most meta kernels); a simulation needs none of that. Two shortcuts give the same
+# more than most meta kernels); a simulation needs none of that. These shortcuts give the same
 # outputs for less:
 # - an op whose outputs follow from its inputs' shapes (no input returned as a view, no
 #   randomness, no data-dependent size; writing to an input's data is allowed, as batch norm does
 #   to its running statistics) is made again from what its first call with the same shapes,
 #   strides, dtypes and other arguments returned, with a storage of its own as the op gives it;
 # - an op for which the mode would only run the meta kernel and wrap the outputs runs that
-#   kernel directly.
-# tests/test_memory.py checks that both change no figure against the mode's own dispatch.
+#   kernel directly;
+# - a view runs its meta kernel on the input's storage, an in-place op returns its input (each
+#   once checked against the mode);
+# - fake tensors are made without FakeTensor's constructor (``_wrap``), and fake tensors act as
+#   meta ones without the mode's generator-based context manager (``_InKernel``).
+# tests/test_memory.py checks that they change no figure against the mode's own dispatch.
 
 _VIEWS: dict = {}
 
@@ -240,7 +245,7 @@ def _meta_call(func, args, kwargs, mode):
             return None
     if not seen:
         return None
-    with in_kernel_invocation_manager(mode):
+    with _InKernel(mode):
         out = func(*args, **kwargs)
     return mode.wrap_meta_outputs_with_default_device_logic(out, func, flat,
                                                             device=kwargs.get("device"))
@@ -267,14 +272,68 @@ def _one_entry(t):
     return (size, stride, t.dtype, t.device)
 
 
+class _InKernel:
+    """What FakeTensorMode's ``in_kernel_invocation_manager`` does (fake tensors act as meta
+    tensors, no dispatch mode runs), as a class: entered some 30,000 times a model, the
+    generator-based original costs 7% of a simulation."""
+
+    __slots__ = ("mode", "previous", "guards")
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def __enter__(self):
+        self.previous = self.mode.in_kernel_invocation
+        self.guards = (torch._C._DisableTorchDispatch(), torch._C._PreserveDispatchKeyGuard())
+        for guard in self.guards:
+            guard.__enter__()
+        self.mode.in_kernel_invocation = True
+        torch._C._set_meta_in_tls_dispatch_include(True)
+
+    def __exit__(self, *exc):
+        self.mode.in_kernel_invocation = self.previous
+        for guard in reversed(self.guards):
+            guard.__exit__(*exc)
+
+
 def _fake_empty(mode, size, stride, dtype, device, view_of=None, offset=0) -> FakeTensor:
     """A fake tensor made without dispatching an op: a storage of its own, or a view of
     ``view_of``'s storage."""
-    with in_kernel_invocation_manager(mode):
+    with _InKernel(mode):
         empty = torch.empty_strided(size, stride, dtype=dtype, device="meta")
         if view_of is not None:
             empty.set_(view_of.untyped_storage(), offset, size, stride)
-    return FakeTensor(mode, empty, device)
+    return _wrap(mode, empty, device)
+
+
+_STATES = weakref.WeakKeyDictionary()  # mode -> {device: a new FakeTensor's attributes}
+
+
+def _wrap(mode, meta: torch.Tensor, device) -> FakeTensor:
+    """``FakeTensor(mode, meta, device)``, made without the constructor's argument checks and
+    attribute descriptors (70 us a tensor, a tenth of a simulation): the tensor wrapped as the
+    constructor wraps it, with the attributes the constructor gave the first tensor of this mode
+    and device (the device and empty memos; the mode)."""
+    states = _STATES.setdefault(mode, {})
+    attributes = states.get(device, False)
+    if attributes is False:
+        first = FakeTensor(mode, meta, device)
+        attributes = {k: v for k, v in first.__dict__.items() if k != "fake_mode"}
+        # a mode that gives more (debug traces) is left to the constructor
+        plain = all(v is None for k, v in attributes.items() if k != "_fake_device")
+        states[device] = attributes if plain else None
+        return first
+    if attributes is None:
+        return FakeTensor(mode, meta, device)
+    t = torch.Tensor._make_subclass(FakeTensor, meta, meta.requires_grad, dispatch_device=True,
+                                    device_for_backend_keys=device)
+    if mode._allow_unsafe_data_ptr_access:
+        torch._C._set_warn_deprecated_on_mutable_data_ptr(t)
+    else:
+        torch._C._set_throw_on_mutable_data_ptr(t)
+    t.__dict__.update(attributes)
+    t.fake_mode = mode
+    return t
 
 
 def _fake_entry(out):
@@ -305,6 +364,8 @@ def fake_outputs(func, args, kwargs, mode, outputs: dict):
     if key is None and (_simple_view(func) or func in _ALIASING) \
             and not torch.is_inference_mode_enabled():
         return _view(func, args, kwargs, mode, outputs)
+    if key is None and _in_place_on_first(func):
+        return _in_place(func, args, kwargs, mode, outputs)
     out = _meta_call(func, args, kwargs, mode) if _meta_direct(func) else None
     if out is None and key is not None:
         out = _checked_meta_call(func, args, kwargs, mode)
@@ -321,14 +382,14 @@ def fake_outputs(func, args, kwargs, mode, outputs: dict):
 
 
 # An op whose outputs follow from its inputs' shapes but which FakeTensorMode runs by a Python
-# decomposition (batch norm and its backward, layer norm's backward, most activations' backward,
-# and, under inference_mode, composite ops such as conv2d or batch_norm) costs the mode one full
-# dispatch per op inside the decomposition: 6 to 23 ms for one batch norm. Its meta kernel, run on
-# the fake tensors as meta tensors, gives the outputs in 1 to 6 ms, but not always the same
-# outputs (a bf16 batch norm's saved statistics are fp32 by the meta kernel, bf16 by the
-# decomposition). So the first call of each kind (op, other arguments, and each tensor's
-# ``_layout_key``) runs both ways, and later calls of that kind take the meta
-# kernel only where the two gave the same outputs (sizes, strides, dtypes, storages).
+# decomposition (batch norm and its backward, layer norm's backward, most activations' backward)
+# costs the mode one full dispatch per op inside the decomposition: 6 to 23 ms for one batch norm.
+# Its meta kernel, run on the fake tensors as meta tensors, gives the outputs in 1 to 6 ms, but not
+# always the same outputs (a bf16 batch norm's saved statistics are fp32 by the meta kernel, bf16
+# by the decomposition). So the first call of each kind (op, other arguments, and each tensor's
+# ``_layout_key``) runs both ways, and later calls of that kind take the meta kernel only where
+# the two gave the same outputs (sizes, strides, dtypes, storages), or the same but for outputs the
+# decomposition leaves empty, which are then made empty (see _agreement).
 _CHECKED: dict = {}
 
 
@@ -374,22 +435,115 @@ def _checked_meta_call(func, args, kwargs, mode):
     return out
 
 
+_IN_PLACE: dict = {}
+
+
+def _in_place_on_first(func) -> bool:
+    """An op that writes its first argument and returns it, and writes nothing else (``silu_``,
+    ``hardswish_``, ``add_``): on fake tensors its output is its first argument, once its meta
+    kernel has accepted the call's shapes and dtypes."""
+    known = _IN_PLACE.get(func)
+    if known is None:
+        known = False
+        schema = getattr(func, "_schema", None)
+        if isinstance(func, torch._ops.OpOverload) and schema.arguments and len(schema.returns) == 1:
+            first, ret = schema.arguments[0], schema.returns[0]
+            known = (str(ret.type) == "Tensor" and ret.alias_info is not None
+                     and first.alias_info is not None and first.alias_info.is_write
+                     and ret.alias_info.before_set == first.alias_info.before_set
+                     and not any(a.alias_info is not None and a.alias_info.is_write
+                                 for a in schema.arguments[1:])
+                     and not {torch.Tag.nondeterministic_seeded, torch.Tag.dynamic_output_shape,
+                              torch.Tag.data_dependent_output} & set(func.tags))
+        _IN_PLACE[func] = known
+    return known
+
+
+_SELF = "self"  # the cached outcome of an in-place call: its first argument
+
+
+def _in_place(func, args, kwargs, mode, outputs: dict):
+    """An in-place op (``_in_place_on_first``) on fake tensors: by the mode's dispatch the first
+    time for the call's shapes, its first argument itself from then on."""
+    key = _fake_key(func, args, kwargs, mode, view=True)
+    if key is not None and outputs.get(key) is _SELF:
+        return args[0]
+    out = func(*args, **kwargs)
+    if key is not None and out is args[0]:
+        outputs[key] = _SELF
+    return out
+
+
 def _view(func, args, kwargs, mode, outputs: dict):
-    """A view op (one output aliasing the first input): its output's size, strides and offset
-    depend only on the call's shapes; made again from the first call's as a view of the same
-    storage (as FakeTensorMode's own cache does, with a cheaper key)."""
+    """A view op (one output aliasing the first input): its output is the meta kernel's view of
+    the input's storage, wrapped as a fake tensor (a few microseconds; the mode's own dispatch
+    takes 0.1 to 2 ms) wherever the first call of its kind (``_view_kind``) gave what the mode
+    gives; by the mode's dispatch otherwise. ``view`` itself: see ``_keyed_view``."""
+    base = args[0]
+    if func is _VIEW:
+        return _keyed_view(func, args, kwargs, mode, outputs)
+    kind = _view_kind(func, args, kwargs, mode)
+    same = _VIEW_CHECKED.get(kind) if kind is not None else False
+    if same:
+        try:
+            return _meta_view(func, args, kwargs, mode, base)
+        except Exception:  # noqa: BLE001 - (a view its strides do not allow): as the mode raises
+            pass
+    out = func(*args, **kwargs)
+    if same is None:
+        try:
+            fast = _meta_view(func, args, kwargs, mode, base)
+        except Exception:  # noqa: BLE001 - the mode's way for this kind
+            fast = None
+        _VIEW_CHECKED[kind] = bool(
+            fast is not None and type(out) is FakeTensor and _described(fast) == _described(out)
+            and fast.untyped_storage() is out.untyped_storage() and out.constant is None)
+    return out
+
+
+_VIEW_CHECKED: dict = {}
+# ``view`` is answered by the mode through torch's Python reference, which gives some unit
+# dimensions other strides than the meta kernel does (NaFlexViT, CrossViT, MViTv2): a later op
+# that asks whether its input is contiguous may then copy it, or not. So its outputs are remade
+# from the mode's first answer for the same shapes and strides instead.
+_VIEW = torch.ops.aten.view.default
+
+
+def _keyed_view(func, args, kwargs, mode, outputs: dict):
     key = _fake_key(func, args, kwargs, mode, view=True)
     entry = outputs.get(key) if key is not None else None
     base = args[0]
     if entry is not None:
         size, stride, offset, dtype = entry
-        return _fake_empty(mode, size, stride, dtype, base.device, view_of=base,
-                           offset=offset)
+        return _fake_empty(mode, size, stride, dtype, base.device, view_of=base, offset=offset)
     out = func(*args, **kwargs)
     if key is not None and type(out) is FakeTensor and out.constant is None \
             and out.untyped_storage() is base.untyped_storage() and out.dtype == base.dtype:
         outputs[key] = (tuple(out.shape), out.stride(), out.storage_offset(), out.dtype)
     return out
+
+
+def _view_kind(func, args, kwargs, mode):
+    """(op, the input's dtype and rank, the other arguments' types); None where the input is not
+    a plain fake tensor of ``mode`` or another argument is a tensor."""
+    base = args[0]
+    if type(base) is not FakeTensor or base.fake_mode is not mode or base.constant is not None:
+        return None
+    others = []
+    for a in (*args[1:], *kwargs.values()):
+        if isinstance(a, (list, tuple)):
+            others.append((type(a), len(a)))
+        elif isinstance(a, torch.Tensor):
+            return None
+        else:
+            others.append(type(a))
+    return (func, base.dtype, base.dim(), tuple(kwargs), tuple(others))
+
+
+def _meta_view(func, args, kwargs, mode, base):
+    with _InKernel(mode):
+        view = func(*args, **kwargs)
+    return _wrap(mode, view, base.fake_device)
 
 
 @contextlib.contextmanager
@@ -417,6 +571,13 @@ def fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
     def fake(t: torch.Tensor) -> torch.Tensor:
         return _fake_empty(mode, t.shape, t.stride(), t.dtype, cpu)
 
+    def parameter(t: torch.Tensor) -> torch.Tensor:
+        # what nn.Parameter(fake(t)) gives (a fake tensor marked as a parameter), without the
+        # detach it dispatches through the mode
+        p = fake(t).requires_grad_(t.requires_grad)
+        p._is_param = True
+        return p
+
     originals = []  # keeps the meta tensors alive, so that no id is reused while copying
     with mode:
         for module in meta_model.modules():
@@ -426,8 +587,7 @@ def fake_copy(meta_model: nn.Module, mode: FakeTensorMode) -> nn.Module:
                         continue
                     if id(t) not in made:
                         originals.append(t)
-                        made[id(t)] = (nn.Parameter(fake(t), requires_grad=t.requires_grad)
-                                       if as_param else fake(t))
+                        made[id(t)] = parameter(t) if as_param else fake(t)
                     table[name] = made[id(t)]
     return meta_model
 
@@ -439,6 +599,15 @@ def device_query(func, args):
             and not args[0].fake_mode.in_kernel_invocation:
         return args[0].fake_device
     return None
+
+
+class UncompiledDispatchMode(TorchDispatchMode):
+    """A dispatch mode whose ``__torch_dispatch__`` torch does not wrap to keep ``torch.compile``
+    out of it (nothing is compiled inside a simulation; the wrapper is 3% of one)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
 
 
 def adam_reads_step_as_one():

@@ -48,7 +48,7 @@ from zoo.measure import allocator
 from zoo.torch_private import (
     FakeTensor,
     FakeTensorMode,
-    TorchDispatchMode,
+    UncompiledDispatchMode,
     adam_reads_step_as_one,
     cuda_autocast_lists,
     device_query,
@@ -85,7 +85,7 @@ def block_bytes(nbytes: int) -> int:
     return BLOCK * math.ceil(nbytes / BLOCK) if nbytes else 0
 
 
-class MemoryTracker(TorchDispatchMode):
+class MemoryTracker(UncompiledDispatchMode):
     """Follows every storage's life and records memory by category after every op."""
 
     def __init__(self, workspace: int = CUBLAS_WORKSPACE, fake_mode: FakeTensorMode | None = None,
@@ -108,6 +108,7 @@ class MemoryTracker(TorchDispatchMode):
         self.meta_ok = False  # meta tensors are tracked too (the optimizer step on meta)
         self.live: dict[int, list] = {}  # id(storage) -> [bytes, category, serial]
         self.current = Counter()
+        self._changed = False  # whether ``current`` changed since the last ``record``
         # every allocation and free, for the caching allocator's replay (zoo.measure.allocator):
         # (serial, bytes as the storage asks them) and (serial, -1)
         self.events: list[tuple[int, int]] = []
@@ -135,12 +136,14 @@ class MemoryTracker(TorchDispatchMode):
                 self.current[entry[1]] -= entry[0]
                 entry[1] = category
                 self.current[category] += entry[0]
+                self._changed = True
             return
         nbytes = st.nbytes()
         size = self._size(nbytes)
         self.live[key] = [size, category, self._allocate(nbytes)]
-        self.current[category] += size
         weakref.finalize(st, self._free, key)
+        self.current[category] += size
+        self._changed = True
 
     def _sizes(self, nbytes: int) -> int:
         """The block sizes, packed, at each of ``batches`` of a storage of ``nbytes`` at PROBE."""
@@ -179,6 +182,7 @@ class MemoryTracker(TorchDispatchMode):
         entry = self.live.pop(key, None)
         if entry is not None:
             self.current[entry[1]] -= entry[0]
+            self._changed = True
             if self.active:
                 self.events.append((entry[2], -1))
             self.record()
@@ -192,6 +196,7 @@ class MemoryTracker(TorchDispatchMode):
             entry = self.live.pop(id(tensor.untyped_storage()), None)
             if entry is not None:
                 self.current[entry[1]] -= entry[0]
+                self._changed = True
                 gone.add(entry[2])
         if gone:  # (one pass over the events for all of them: a model has thousands)
             self.events = [e for e in self.events if e[0] not in gone]
@@ -203,7 +208,8 @@ class MemoryTracker(TorchDispatchMode):
     def record(self) -> None:
         """Appends memory by category, when it changed (ops that allocate nothing, such as
         views or fake tensors' device queries, add no event)."""
-        if self.active:
+        if self.active and (self._changed or not self.timeline):
+            self._changed = False
             row = [self.current[c] for c in CATEGORIES]
             if not self.timeline or row != self.timeline[-1]:
                 self.timeline.append(row)
@@ -235,10 +241,11 @@ class MemoryTracker(TorchDispatchMode):
             if isinstance(t, torch.Tensor):
                 self.track(t, "temporaries")
         # the first matrix product of a thread gets its cuBLAS workspace, after its output
-        if self.workspace and func.__name__.split(".")[0] in MATMUL_OPS \
-                and self.phase not in self._phases_with_workspace:
+        if self.workspace and self.phase not in self._phases_with_workspace \
+                and func.__name__.split(".")[0] in MATMUL_OPS:
             self._phases_with_workspace.add(self.phase)
             self.current["workspace"] += self.workspace * self._each
+            self._changed = True
             self.workspace_ids.append(self._allocate(self.workspace))
         self.record()
         return out
