@@ -382,14 +382,14 @@ def fake_outputs(func, args, kwargs, mode, outputs: dict):
 
 
 # An op whose outputs follow from its inputs' shapes but which FakeTensorMode runs by a Python
-# decomposition (batch norm and its backward, layer norm's backward, most activations' backward)
-# costs the mode one full dispatch per op inside the decomposition: 6 to 23 ms for one batch norm.
-# Its meta kernel, run on the fake tensors as meta tensors, gives the outputs in 1 to 6 ms, but not
-# always the same outputs (a bf16 batch norm's saved statistics are fp32 by the meta kernel, bf16
-# by the decomposition). So the first call of each kind (op, other arguments, and each tensor's
-# ``_layout_key``) runs both ways, and later calls of that kind take the meta kernel only where
-# the two gave the same outputs (sizes, strides, dtypes, storages), or the same but for outputs the
-# decomposition leaves empty, which are then made empty (see _agreement).
+# decomposition (batch norm and its backward, layer norm's backward, most activations' backward,
+# and, under inference_mode, composite ops such as conv2d or batch_norm) costs the mode one full
+# dispatch per op inside the decomposition: 6 to 23 ms for one batch norm. Its meta kernel, run on
+# the fake tensors as meta tensors, gives the outputs in 1 to 6 ms, but not always the same
+# outputs (a bf16 batch norm's saved statistics are fp32 by the meta kernel, bf16 by the
+# decomposition). So the first call of each kind (op, other arguments, and each tensor's
+# ``_layout_key``) runs both ways, and later calls of that kind take the meta
+# kernel only where the two gave the same outputs (sizes, strides, dtypes, storages).
 _CHECKED: dict = {}
 
 
