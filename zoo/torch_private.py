@@ -33,6 +33,7 @@ from torch._subclasses.fake_tensor import (  # noqa: F401
     FakeTensorMode,
 )
 from torch.utils._device import DeviceContext  # noqa: F401
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: F401
 from torch.utils import _pytree as pytree
 from torch.utils._pytree import tree_flatten
@@ -112,6 +113,8 @@ def call_key(func, args, kwargs, tensor_key):
 #   strides, dtypes and other arguments returned, with a storage of its own as the op gives it;
 # - an op for which the mode would only run the meta kernel and wrap the outputs runs that
 #   kernel directly;
+# - an op whose first call of a kind gave the mode's outputs by its meta kernel (or by a few lines
+#   of shapes: convolution, batch norm and their backward) is answered that way for that kind;
 # - a view runs its meta kernel on the input's storage, an in-place op returns its input (each
 #   once checked against the mode);
 # - fake tensors are made without FakeTensor's constructor (``_wrap``), and fake tensors act as
@@ -425,14 +428,145 @@ def _checked_meta_call(func, args, kwargs, mode):
     if same is False:
         return None
     try:
-        fast = _meta_call(func, args, kwargs, mode)
+        rule = _SHAPE_RULES.get(func)
+        fast = rule(args, kwargs, mode) if rule is not None and not kwargs else None
+        if fast is None:
+            fast = _meta_call(func, args, kwargs, mode)
     except Exception:  # noqa: BLE001 - no meta kernel for these arguments: the mode's way
         fast = None
     if same and fast is not None:
-        return fast
+        return fast if same is True else _patched(fast, same, mode)
     out = func(*args, **kwargs)
-    _CHECKED[kind] = fast is not None and _described(fast) == _described(out)
+    _CHECKED[kind] = fast is not None and _agreement(fast, out)
     return out
+
+
+# Outputs by a few lines of shapes, for ops whose meta kernel is a Python decomposition that
+# costs some 3 ms a call (batch norm and its backward: one call for each new shape, dtype and
+# mode, the larger part of a convolutional network's simulation). Like a meta kernel, a rule is
+# taken only for calls of a kind whose first call gave what the mode gives (see _agreement).
+def _like(mode, t):
+    with _InKernel(mode):
+        meta = torch.empty_like(t)
+    return _wrap(mode, meta, t.fake_device)
+
+
+def _vector(mode, t, n, dtype):
+    return _fake_empty(mode, (n,), (1,), dtype, t.fake_device)
+
+
+def _batch_norm_rule(args, kwargs, mode):
+    """native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
+    eps): the output like the input, the saved mean and inverse deviation per channel."""
+    x = args[0]
+    if x.dim() < 2:
+        return None
+    stats = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    return _like(mode, x), _vector(mode, x, x.shape[1], stats), _vector(mode, x, x.shape[1], stats)
+
+
+def _batch_norm_backward_rule(args, kwargs, mode):
+    """native_batch_norm_backward(grad_out, input, weight, running_mean, running_var,
+    save_mean, save_invstd, train, eps, output_mask): the input's gradient like the input,
+    the weight's and bias's per channel in the weight's dtype, each where the mask asks."""
+    if len(args) != 10:
+        return None
+    x, weight, mask = args[1], args[2], args[9]
+    if x.dim() < 2:
+        return None
+    dtype = weight.dtype if weight is not None else x.dtype
+    return (_like(mode, x) if mask[0] else None,
+            _vector(mode, x, x.shape[1], dtype) if mask[1] else None,
+            _vector(mode, x, x.shape[1], dtype) if mask[2] else None)
+
+
+def _contiguous(mode, t, size, dtype):
+    stride = torch._prims_common.make_contiguous_strides_for(size)
+    return _fake_empty(mode, tuple(size), tuple(stride), dtype, t.fake_device)
+
+
+def _dense_convolution(x, weight) -> bool:
+    """A batched convolution whose input and weight are contiguous (the mode then gives
+    contiguous outputs; channels-last ones are left to the meta kernel)."""
+    return (x.dim() == weight.dim() >= 3 and x.is_contiguous() and weight.is_contiguous()
+            and type(weight) is FakeTensor)
+
+
+def _convolution_rule(args, kwargs, mode):
+    """convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding,
+    groups), not transposed: the output's spatial sizes by the usual formula,
+    (size + 2 padding - dilation (kernel - 1) - 1) // stride + 1."""
+    if len(args) != 9:
+        return None
+    x, weight, _, stride, padding, dilation, transposed = args[:7]
+    if transposed or not _dense_convolution(x, weight):
+        return None
+    n = x.dim() - 2
+    if not (len(stride) == len(padding) == len(dilation) == n):
+        return None
+    spatial = [(x.shape[2 + i] + 2 * padding[i] - dilation[i] * (weight.shape[2 + i] - 1) - 1)
+               // stride[i] + 1 for i in range(n)]
+    if min(spatial) <= 0:
+        return None
+    return _contiguous(mode, x, (x.shape[0], weight.shape[0], *spatial), x.dtype)
+
+
+def _convolution_backward_rule(args, kwargs, mode):
+    """convolution_backward(grad_out, input, weight, bias_sizes, stride, padding, dilation,
+    transposed, output_padding, groups, output_mask): gradients the shapes of the input, the
+    weight and the bias, in the output gradient's dtype, where the mask asks."""
+    if len(args) != 11:
+        return None
+    grad, x, weight, bias_sizes, mask = args[0], args[1], args[2], args[3], args[10]
+    if not _dense_convolution(x, weight) or (mask[2] and bias_sizes is None):
+        return None
+    return (_contiguous(mode, x, x.shape, grad.dtype) if mask[0] else None,
+            _contiguous(mode, x, weight.shape, grad.dtype) if mask[1] else None,
+            _contiguous(mode, x, bias_sizes, grad.dtype) if mask[2] else None)
+
+
+_SHAPE_RULES = {torch.ops.aten.native_batch_norm.default: _batch_norm_rule,
+                torch.ops.aten.native_batch_norm_backward.default: _batch_norm_backward_rule,
+                torch.ops.aten.convolution.default: _convolution_rule,
+                torch.ops.aten.convolution_backward.default: _convolution_backward_rule}
+
+
+def _agreement(fast, out):
+    """True where the meta kernel's outputs are the mode's. Where they are but for some outputs
+    of a tuple, a patch: for each such output, (index, size, stride, dtype) to make in place of
+    the kernel's, size and stride None where they are the kernel's. Two differences are patched:
+    an output the mode gives empty (an eval-mode batch norm's statistics: ``(0,)`` by the CPU
+    decomposition, full-size by the meta kernel), and an output the mode gives in another dtype
+    (a bf16 batch norm's saved statistics: bf16 by the decomposition, fp32 by the meta kernel;
+    the same for every call of the kind, whose tensors' dtypes are part of it). False otherwise."""
+    if _described(fast) == _described(out):
+        return True
+    if not (isinstance(fast, tuple) and isinstance(out, tuple) and len(fast) == len(out)):
+        return False
+    patch = []
+    for i, (f, o) in enumerate(zip(fast, out)):
+        if _described(f) == _described(o):
+            continue
+        if not (isinstance(o, torch.Tensor) and isinstance(f, torch.Tensor)
+                and o.device == f.device):
+            return False
+        if o.numel() == 0 and o.untyped_storage().nbytes() == 0:
+            patch.append((i, tuple(o.shape), o.stride(), o.dtype))
+        elif (o.shape == f.shape and o.stride() == f.stride() and _one_entry(o) is not None
+              and _one_entry(f) is not None):
+            patch.append((i, None, None, o.dtype))  # a storage of its own, another dtype
+        else:
+            return False
+    return tuple(patch)
+
+
+def _patched(fast, patch, mode):
+    out = list(fast)
+    for i, size, stride, dtype in patch:
+        if size is None:
+            size, stride = tuple(fast[i].shape), fast[i].stride()
+        out[i] = _fake_empty(mode, size, stride, dtype, fast[i].device)
+    return tuple(out)
 
 
 _IN_PLACE: dict = {}
@@ -608,6 +742,23 @@ class UncompiledDispatchMode(TorchDispatchMode):
     @classmethod
     def _should_skip_dynamo(cls) -> bool:
         return False
+
+
+class _AttentionAsOneOp(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch._C._nn.scaled_dot_product_attention:
+            with torch._C._AutoDispatchBelowAutograd():
+                return func(*args, **(kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def attention_as_one_op():
+    """Inside (without autograd): ``F.scaled_dot_product_attention`` reaches the dispatch modes
+    as one op, as under ``inference_mode``, and allocates its output alone, as CUDA's fused
+    kernels do (flash and memory-efficient attention, which serve every mask in inference). On
+    CPU tensors under ``no_grad`` it would decompose into the math path wherever the mask's dtype
+    or shape does not suit the CPU's fused kernel, with the whole attention matrix."""
+    return _AttentionAsOneOp()
 
 
 def adam_reads_step_as_one():

@@ -50,6 +50,7 @@ from zoo.torch_private import (
     FakeTensorMode,
     UncompiledDispatchMode,
     adam_reads_step_as_one,
+    attention_as_one_op,
     cuda_autocast_lists,
     device_query,
     fake_copy,
@@ -100,6 +101,7 @@ class MemoryTracker(UncompiledDispatchMode):
         self._size = block_bytes if batches is None else self._sizes
         self._each = 1 if batches is None else sum(1 << (_LANE * i) for i in range(len(batches)))
         self._smallest = min(batches) if batches else None
+        self._known_sizes: dict[int, int] = {}
         self.fake_mode = fake_mode
         # fake tensors: ops made cheaper than by FakeTensorMode's dispatch (see torch_private.fake_outputs), with
         # outputs by call shapes in ``outputs``
@@ -146,7 +148,14 @@ class MemoryTracker(UncompiledDispatchMode):
         self._changed = True
 
     def _sizes(self, nbytes: int) -> int:
-        """The block sizes, packed, at each of ``batches`` of a storage of ``nbytes`` at PROBE."""
+        """The block sizes, packed, at each of ``batches`` of a storage of ``nbytes`` at PROBE
+        (remembered: a step allocates the same few sizes again and again)."""
+        size = self._known_sizes.get(nbytes)
+        if size is None:
+            size = self._known_sizes[nbytes] = self._new_sizes(nbytes)
+        return size
+
+    def _new_sizes(self, nbytes: int) -> int:
         per_sample, fixed = _affine(nbytes)
         if fixed + per_sample * self._smallest < 0:  # not affine (ceil(batch / 2) samples?)
             raise NotAffine(f"a storage of {nbytes} bytes at batch {PROBE}")
@@ -324,14 +333,15 @@ def _rank(category: str) -> int:
 # ---- one simulated step ---------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _autocast(precision: str):
+def _autocast(precision: str, cache: bool = True):
     """Autocast for ``precision``, casting as CUDA's autocast does (its op lists, not the CPU's:
-    ``torch_private.cuda_autocast_lists``)."""
+    ``torch_private.cuda_autocast_lists``). ``cache``: whether a weight cast once is kept for
+    the rest of the pass."""
     if precision not in AMP:
         with torch.autocast("cpu", enabled=False):
             yield
         return
-    with cuda_autocast_lists(), torch.autocast("cpu", dtype=AMP[precision]):
+    with cuda_autocast_lists(), torch.autocast("cpu", dtype=AMP[precision], cache_enabled=cache):
         yield
 
 
@@ -424,7 +434,7 @@ class Simulator:
     def run(self, input_shape: tuple, batch: int, mode: str, precision: str = "fp32",
             workspace: int = CUBLAS_WORKSPACE, checkpointing: bool = False,
             batches: tuple | None = None) -> MemoryTracker:
-        """One inference pass (``mode="inference"``, under ``inference_mode``) or one training
+        """One inference pass (``mode="inference"``, as under ``inference_mode``) or one training
         forward + backward (``mode="training"``). ``batches``: a tracker that counts bytes at
         these batch sizes (``batch`` must be PROBE; see ``runs``)."""
         if precision not in PRECISIONS:
@@ -446,8 +456,16 @@ class Simulator:
                 tracker.record()
                 tracker.run_start = len(tracker.events)
                 if mode == "inference":
+                    # Served as under inference_mode, simulated under no_grad: on a GPU the two
+                    # allocate the same tensors, and autocast keeps no weight casts under
+                    # inference_mode (hence cache=False). Under inference_mode, FakeTensorMode
+                    # gets composite ops (conv2d, max_pool2d) whole and decomposes them out of
+                    # the tracker's sight, missing what they allocate inside (max pooling's
+                    # int64 indices, which CUDA makes without autograd too), at 1-2 ms an op.
+                    # Attention stays one op, as under inference_mode (attention_as_one_op).
                     model.eval()
-                    with tracker, torch.inference_mode(), _autocast(precision):
+                    with tracker, torch.no_grad(), _autocast(precision, cache=False), \
+                            attention_as_one_op():
                         out = model(x)
                         del out
                     return tracker.stop()
@@ -699,11 +717,47 @@ class Prediction:
         return np.vstack([m, step])
 
     def at(self, batch: int) -> tuple[int, dict[str, int]]:
-        """(peak bytes, breakdown at the peak) at ``batch``."""
-        m = self._timeline(batch)
-        totals = m.sum(axis=1)
+        """(peak bytes, breakdown at the peak) at ``batch``. Each event's total is affine in the
+        batch: the totals come from the two simulated rows' sums, and only the peak's row is
+        made (what ``_timeline(batch)`` gives, for the cost of one row: the largest-batch
+        searches ask for dozens of batches). Bytes are whole numbers and the interpolation's
+        factor a multiple of 1/2 (batches 2 and 4), so the sums are exact either way."""
+        totals = self._totals(batch)
         i = int(np.argmax(totals))
-        return int(round(totals[i])), {c: int(round(v)) for c, v in zip(CATEGORIES, m[i])}
+        return int(round(totals[i])), {c: int(round(v)) for c, v in zip(CATEGORIES, self._row(batch, i))}
+
+    def _totals(self, batch: int) -> np.ndarray:
+        sums = self.__dict__.get("_sums")
+        if sums is None:
+            sums = self.__dict__["_sums"] = (
+                self.m1.sum(axis=1), self.m2.sum(axis=1),
+                None if self.step is None else self.step.sum(axis=1))
+        s1, s2, step = sums
+        if self.b1 == self.b2:
+            if batch != self.b1:
+                raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
+            t = s1
+        else:
+            t = s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1)
+        if step is None:
+            return t
+        state = self.step[-1, CATEGORIES.index("optimizer")]
+        return np.concatenate([t + state, step + batch * self.input_bytes_per_sample])
+
+    def _row(self, batch: int, i: int) -> np.ndarray:
+        """Row ``i`` of ``_timeline(batch)``."""
+        n = len(self.m1)
+        if i >= n:
+            row = self.step[i - n].copy()
+            row[CATEGORIES.index("temporaries")] += batch * self.input_bytes_per_sample
+            return row
+        if self.b1 == self.b2:
+            row = self.m1[i].copy()
+        else:
+            row = self.m1[i] + (batch - self.b1) / (self.b2 - self.b1) * (self.m2[i] - self.m1[i])
+        if self.step is not None:
+            row[CATEGORIES.index("optimizer")] += self.step[-1, CATEGORIES.index("optimizer")]
+        return row
 
     def parts(self, batch: int) -> dict[str, int]:
         """Each category's own maximum over the step at ``batch`` (not necessarily at the same
