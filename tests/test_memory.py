@@ -655,7 +655,7 @@ def test_shape_rules_give_what_the_mode_gives(func, arguments):
     from zoo import torch_private as tp
 
     mode, cpu = tp.FakeTensorMode(), torch.device("cpu")
-    args = [tp._fake_empty(mode, a[0], tp.torch._prims_common.make_contiguous_strides_for(a[0]),
+    args = [tp._fake_empty(mode, a[0], tp.make_contiguous_strides_for(a[0]),
                            a[1], cpu) if isinstance(a, tuple) else a for a in arguments]
     with mode:
         want = func(*args)

@@ -451,18 +451,15 @@ def _like(mode, t):
     return _wrap(mode, meta, t.fake_device)
 
 
-def _vector(mode, t, n, dtype):
-    return _fake_empty(mode, (n,), (1,), dtype, t.fake_device)
-
-
 def _batch_norm_rule(args, kwargs, mode):
     """native_batch_norm(input, weight, bias, running_mean, running_var, training, momentum,
     eps): the output like the input, the saved mean and inverse deviation per channel."""
     x = args[0]
     if x.dim() < 2:
         return None
-    stats = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    return _like(mode, x), _vector(mode, x, x.shape[1], stats), _vector(mode, x, x.shape[1], stats)
+    stats = get_computation_dtype(x.dtype)
+    channels = (x.shape[1],)
+    return _like(mode, x), _contiguous(mode, x, channels, stats), _contiguous(mode, x, channels, stats)
 
 
 def _batch_norm_backward_rule(args, kwargs, mode):
@@ -474,15 +471,16 @@ def _batch_norm_backward_rule(args, kwargs, mode):
     x, weight, mask = args[1], args[2], args[9]
     if x.dim() < 2:
         return None
-    dtype = weight.dtype if weight is not None else x.dtype
+    dtype, channels = weight.dtype if weight is not None else x.dtype, (x.shape[1],)
     return (_like(mode, x) if mask[0] else None,
-            _vector(mode, x, x.shape[1], dtype) if mask[1] else None,
-            _vector(mode, x, x.shape[1], dtype) if mask[2] else None)
+            _contiguous(mode, x, channels, dtype) if mask[1] else None,
+            _contiguous(mode, x, channels, dtype) if mask[2] else None)
 
 
 def _contiguous(mode, t, size, dtype):
-    stride = torch._prims_common.make_contiguous_strides_for(size)
-    return _fake_empty(mode, tuple(size), tuple(stride), dtype, t.fake_device)
+    """A new contiguous fake tensor of ``size`` on ``t``'s device."""
+    return _fake_empty(mode, tuple(size), tuple(make_contiguous_strides_for(size)), dtype,
+                       t.fake_device)
 
 
 def _dense_convolution(x, weight) -> bool:

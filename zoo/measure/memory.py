@@ -62,6 +62,7 @@ from zoo.torch_private import (
 _log = logging.getLogger(__name__)
 CATEGORIES = ["parameters", "buffers", "gradients", "optimizer", "activations", "temporaries",
               "workspace"]
+_OPTIMIZER, _TEMPORARIES = CATEGORIES.index("optimizer"), CATEGORIES.index("temporaries")
 OPTIMIZERS = ["sgd", "momentum", "adamw"]
 # fp32; AMP (fp32 weights, matrix products and convolutions under autocast); and the weights
 # themselves in half precision (``model.half()``: how models are served)
@@ -604,13 +605,9 @@ class Prediction:
         ``workspace``: the cuBLAS workspace's size on the card (default: as simulated)."""
         ids, pieces, mark = self._protocol()
         s1, s2 = self.events1[:, 1], self.events2[:, 1]
-        if self.b1 == self.b2:
-            if batch != self.b1:
-                raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
-            sizes = s1
-        else:
-            sizes = np.where(s1 < 0, -1, np.maximum(0, np.rint(
-                s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1)))).astype(np.int64)
+        sizes = self._interpolated(s1, s2, batch)
+        if self.b1 != self.b2:
+            sizes = np.where(s1 < 0, -1, np.maximum(0, np.rint(sizes))).astype(np.int64)
         k = self.run_start
         head, run = sizes[:k], sizes[k:]
         is_ws, first, second, free = pieces
@@ -700,20 +697,27 @@ class Prediction:
                 b = lo + 1 if b <= lo else fail - 1
         return lo
 
-    def _timeline(self, batch: int) -> np.ndarray:
-        if self.b1 == self.b2:  # simulated at one batch size: exact there, unknown elsewhere
+    def _interpolated(self, at_b1, at_b2, batch: int):
+        """What was ``at_b1`` at batch b1 and ``at_b2`` at b2, at ``batch`` (linear in the
+        batch); simulated at one batch size: exact there, unknown elsewhere."""
+        if self.b1 == self.b2:
             if batch != self.b1:
                 raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
-            m = self.m1
-        else:
-            m = self.m1 + (batch - self.b1) / (self.b2 - self.b1) * (self.m2 - self.m1)
+            return at_b1
+        return at_b1 + (batch - self.b1) / (self.b2 - self.b1) * (at_b2 - at_b1)
+
+    def _state(self) -> float:
+        """The optimizer's state, resident through the forward and backward pass."""
+        return self.step[-1, _OPTIMIZER]
+
+    def _timeline(self, batch: int) -> np.ndarray:
+        m = self._interpolated(self.m1, self.m2, batch)
         if self.step is None:
             return m
-        state = self.step[-1, CATEGORIES.index("optimizer")]
         m = m.copy()
-        m[:, CATEGORIES.index("optimizer")] += state
+        m[:, _OPTIMIZER] += self._state()
         step = self.step.copy()
-        step[:, CATEGORIES.index("temporaries")] += batch * self.input_bytes_per_sample
+        step[:, _TEMPORARIES] += batch * self.input_bytes_per_sample
         return np.vstack([m, step])
 
     def at(self, batch: int) -> tuple[int, dict[str, int]]:
@@ -727,36 +731,27 @@ class Prediction:
         return int(round(totals[i])), {c: int(round(v)) for c, v in zip(CATEGORIES, self._row(batch, i))}
 
     def _totals(self, batch: int) -> np.ndarray:
-        sums = self.__dict__.get("_sums")
+        """Each row's sum in ``_timeline(batch)``."""
+        sums = getattr(self, "_sums", None)
         if sums is None:
-            sums = self.__dict__["_sums"] = (
-                self.m1.sum(axis=1), self.m2.sum(axis=1),
-                None if self.step is None else self.step.sum(axis=1))
+            sums = self._sums = (self.m1.sum(axis=1), self.m2.sum(axis=1),
+                                 None if self.step is None else self.step.sum(axis=1))
         s1, s2, step = sums
-        if self.b1 == self.b2:
-            if batch != self.b1:
-                raise ValueError(f"simulated at batch {self.b1} only, asked for batch {batch}")
-            t = s1
-        else:
-            t = s1 + (batch - self.b1) / (self.b2 - self.b1) * (s2 - s1)
+        t = self._interpolated(s1, s2, batch)
         if step is None:
             return t
-        state = self.step[-1, CATEGORIES.index("optimizer")]
-        return np.concatenate([t + state, step + batch * self.input_bytes_per_sample])
+        return np.concatenate([t + self._state(), step + batch * self.input_bytes_per_sample])
 
     def _row(self, batch: int, i: int) -> np.ndarray:
         """Row ``i`` of ``_timeline(batch)``."""
         n = len(self.m1)
         if i >= n:
             row = self.step[i - n].copy()
-            row[CATEGORIES.index("temporaries")] += batch * self.input_bytes_per_sample
+            row[_TEMPORARIES] += batch * self.input_bytes_per_sample
             return row
-        if self.b1 == self.b2:
-            row = self.m1[i].copy()
-        else:
-            row = self.m1[i] + (batch - self.b1) / (self.b2 - self.b1) * (self.m2[i] - self.m1[i])
+        row = np.array(self._interpolated(self.m1[i], self.m2[i], batch))  # (a copy)
         if self.step is not None:
-            row[CATEGORIES.index("optimizer")] += self.step[-1, CATEGORIES.index("optimizer")]
+            row[_OPTIMIZER] += self._state()
         return row
 
     def parts(self, batch: int) -> dict[str, int]:
